@@ -1,0 +1,1 @@
+"""housing-predictor: a KServe custom predictor for California house prices."""

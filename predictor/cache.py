@@ -1,0 +1,95 @@
+"""Prediction caches behind one small async interface.
+
+A cache maps a row key (`<prefix>:<model version>:<row md5>`) to the model's prediction
+for that row. `lookup` answers a whole batch at once, `None` for each miss, so a batch can
+hit in part. The in-process `LocalCache` is what `make serve` runs with; a shared Redis
+tier plugs in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+
+class PredictionCache(Protocol):
+    """What the model needs of a cache. Implementations never raise on the request path."""
+
+    async def lookup(self, keys: Sequence[str]) -> list[float | None]:
+        """The cached prediction of each key, or None where there is none."""
+        ...
+
+    async def insert(self, entries: Mapping[str, float]) -> None:
+        """Remember predictions; may drop them (a cache is never the source of truth)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        ...
+
+
+def cache_key(prefix: str, model_version: str, row_digest: str) -> str:
+    """One entry per row and model version, so a new model never reads an old one's answers."""
+    return f"{prefix}:{model_version}:{row_digest}"
+
+
+class LocalCache:
+    """A bounded in-process LRU with a time-to-live per entry.
+
+    Reads refresh recency; an expired entry counts as a miss and is dropped when seen.
+    Not thread-safe: it is used from the event loop only.
+    """
+
+    def __init__(
+        self,
+        max_entries: int,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        self._entries: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._max_entries = max_entries
+        self._ttl = ttl_seconds
+        self._clock = clock
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get_many(self, keys: Sequence[str]) -> list[float | None]:
+        """Synchronous lookup, for callers already on the event loop."""
+        now = self._clock()
+        found: list[float | None] = []
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is None:
+                found.append(None)
+            elif entry[1] <= now:
+                del self._entries[key]
+                found.append(None)
+            else:
+                self._entries.move_to_end(key)
+                found.append(entry[0])
+        return found
+
+    def put_many(self, entries: Mapping[str, float], ttl_seconds: float | None = None) -> None:
+        """Synchronous insert, evicting the least recently used entries beyond the bound."""
+        expires = self._clock() + (self._ttl if ttl_seconds is None else ttl_seconds)
+        for key, value in entries.items():
+            self._entries[key] = (value, expires)
+            self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    async def lookup(self, keys: Sequence[str]) -> list[float | None]:
+        return self.get_many(keys)
+
+    async def insert(self, entries: Mapping[str, float]) -> None:
+        self.put_many(entries)
+
+    async def close(self) -> None:
+        self._entries.clear()
