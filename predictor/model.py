@@ -1,0 +1,255 @@
+"""The KServe model: load → preprocess (validate, key, cache lookup) → predict → postprocess.
+
+Every route (legacy `/predict`, V1, V2 REST and gRPC) goes through this one class, so
+identical rows get identical validation, keys, cache entries and predictions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from kserve import Model
+from kserve.errors import InvalidInput
+from kserve.logging import logger
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+
+from predictor.artifact import load_artifact
+from predictor.cache import PredictionCache, cache_key
+from predictor.fast_model import Regressor, compile_regressor
+from predictor.keys import canonical_rows, query_key, row_digests
+from predictor.schema import (
+    FEATURES,
+    N_FEATURES,
+    InvalidRows,
+    request_error,
+    validate_arrays,
+    validate_instances,
+    validate_matrix,
+    validate_objects,
+)
+
+V2_INPUT_NAME: Final = "input-0"
+V2_OUTPUT_NAME: Final = "predict"
+V2_INPUT_DATATYPES: Final = ("FP32", "FP64")
+# Up to this many uncached rows the model runs on the event loop: it costs microseconds,
+# less than a hop to a worker thread. Larger batches go to a thread so that health probes
+# and other requests are not stalled behind them.
+INLINE_MAX_ROWS: Final = 64
+# Cache keys carry this many hex digits of the model version (64 bits: plenty to tell
+# model versions apart, and shorter keys are cheaper in Redis).
+KEY_VERSION_CHARS: Final = 16
+
+
+class Route(Enum):
+    LEGACY = "legacy"
+    V1 = "v1"
+    V2 = "v2"
+
+
+@dataclass(frozen=True)
+class LegacyRequest:
+    """The parsed body of `POST /predict`, marked so `preprocess` knows its shape."""
+
+    items: Any
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """What `preprocess` hands to `predict`: validated rows, their keys, the cache's answers."""
+
+    route: Route
+    rows: np.ndarray
+    canonical: list[str]
+    keys: list[str]
+    cached: list[float | None]
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    batch: PreparedBatch
+    predictions: np.ndarray
+    cache_status: str
+
+
+class HousingModel(Model):  # type: ignore[misc]
+    """California house-price regressor with a prediction cache in front of it."""
+
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        cache: PredictionCache,
+        max_batch_size: int,
+        key_prefix: str = "housing",
+    ) -> None:
+        super().__init__(name, return_response_headers=True)
+        self.model_dir = model_dir
+        self.max_batch_size = max_batch_size
+        self.key_prefix = key_prefix
+        self.version = ""
+        self._cache = cache
+        self._regressor: Regressor | None = None
+
+    # -- load -----------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """Load and check the artifact; `ready` turns true only once it is fully usable."""
+        artifact = load_artifact(self.model_dir)
+        self._regressor = compile_regressor(artifact.estimator)
+        self.version = artifact.version
+        logger.info(
+            "Loaded model %s (%s, version %s) with the %s inference path",
+            self.name,
+            artifact.metadata.get("estimator"),
+            self.version[:12],
+            self._regressor.kind,
+        )
+        self.ready = True
+        return self.ready
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": V2_INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": V2_OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}]
+
+    # -- preprocess -----------------------------------------------------------------------
+
+    async def preprocess(
+        self, payload: Any, headers: dict[str, str] | None = None
+    ) -> PreparedBatch:
+        if isinstance(payload, LegacyRequest):
+            route, request_id = Route.LEGACY, None
+            rows = self._checked(validate_objects, payload.items)
+        else:
+            try:
+                route, rows, request_id = self._decode_kserve(payload)
+            except InvalidRows as e:
+                raise InvalidInput(str(e)) from e
+        canonical = canonical_rows(rows)
+        version = self.version[:KEY_VERSION_CHARS]
+        keys = [cache_key(self.key_prefix, version, d) for d in row_digests(canonical)]
+        cached = await self._cache.lookup(keys)
+        return PreparedBatch(route, rows, canonical, keys, cached, request_id)
+
+    def _checked(self, validate: Any, items: Any) -> np.ndarray:
+        if isinstance(items, list) and len(items) > self.max_batch_size:
+            raise _too_many_rows(len(items), self.max_batch_size)
+        rows: np.ndarray = validate(items)
+        return rows
+
+    def _decode_kserve(self, payload: Any) -> tuple[Route, np.ndarray, str | None]:
+        if isinstance(payload, InferRequest):
+            return Route.V2, self._decode_v2(payload), payload.id
+        if isinstance(payload, dict):
+            instances = payload.get("instances")
+            if not isinstance(instances, list):
+                raise request_error('expected a JSON object {"instances": [...]}')
+            if instances and all(isinstance(item, list) for item in instances):
+                return Route.V1, self._checked(validate_arrays, instances), None
+            return Route.V1, self._checked(validate_instances, instances), None
+        raise request_error("expected a JSON body (Content-Type: application/json)")
+
+    def _decode_v2(self, request: InferRequest) -> np.ndarray:
+        if len(request.inputs) != 1:
+            raise request_error(f"expected exactly one input tensor, got {len(request.inputs)}")
+        tensor = request.inputs[0]
+        if tensor.datatype not in V2_INPUT_DATATYPES:
+            raise request_error(f"input datatype must be FP32 or FP64, got {tensor.datatype}")
+        shape = list(tensor.shape)
+        if len(shape) != 2 or shape[1] != N_FEATURES:
+            raise request_error(f"input shape must be [N, {N_FEATURES}], got {shape}")
+        if shape[0] > self.max_batch_size:
+            raise _too_many_rows(shape[0], self.max_batch_size)
+        if isinstance(tensor.data, list) and not _all_numbers(tensor.data):
+            raise request_error("input data must hold numbers only")
+        try:
+            matrix = tensor.as_numpy()
+        except (ValueError, TypeError, OverflowError) as e:
+            raise request_error(f"input data does not match shape {shape}: {e}") from e
+        if tensor.datatype == "FP32":
+            # Widen each float32 through its shortest decimal, so 8.3252 sent as FP32 is the
+            # same row (same key, same prediction) as 8.3252 sent as JSON or FP64.
+            matrix = matrix.astype(str).astype(np.float64)
+        return validate_matrix(matrix)
+
+    # -- predict --------------------------------------------------------------------------
+
+    async def predict(
+        self,
+        payload: PreparedBatch,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> BatchResult:
+        missing = [i for i, value in enumerate(payload.cached) if value is None]
+        predictions = np.array(
+            [np.nan if value is None else value for value in payload.cached], dtype=np.float64
+        )
+        if missing:
+            computed = await self._run_model(payload.rows[missing])
+            predictions[missing] = computed
+            await self._cache.insert(
+                {payload.keys[i]: float(v) for i, v in zip(missing, computed, strict=True)}
+            )
+        status = "MISS" if len(missing) == len(payload.keys) else "PARTIAL" if missing else "HIT"
+        return BatchResult(payload, predictions, status)
+
+    async def _run_model(self, rows: np.ndarray) -> np.ndarray:
+        regressor = self._regressor
+        if regressor is None:
+            raise RuntimeError(f"model {self.name} is not loaded")
+        if len(rows) <= INLINE_MAX_ROWS:
+            return regressor.predict(rows)
+        return await asyncio.to_thread(regressor.predict, rows)
+
+    # -- postprocess ----------------------------------------------------------------------
+
+    async def postprocess(
+        self,
+        result: BatchResult,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        if response_headers is not None:
+            response_headers["X-Model-Version"] = self.version
+            response_headers["X-Cache"] = result.cache_status
+        batch = result.batch
+        values = result.predictions.tolist()
+        if batch.route is Route.LEGACY:
+            return {
+                "query_key": query_key(batch.canonical),
+                "inputs": [dict(zip(FEATURES, row, strict=True)) for row in batch.rows.tolist()],
+                "prediction": values,
+            }
+        if batch.route is Route.V1:
+            return {"predictions": values}
+        output = InferOutput(name=V2_OUTPUT_NAME, shape=[len(values)], datatype="FP64", data=values)
+        return InferResponse(
+            response_id=batch.request_id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=self.version,
+            infer_outputs=[output],
+        )
+
+
+def _too_many_rows(rows: int, limit: int) -> InvalidRows:
+    return request_error(f"{rows} rows exceed max_batch_size {limit}")
+
+
+def _all_numbers(data: Sequence[Any]) -> bool:
+    """True when a (nested) JSON list holds only ints and floats (booleans excluded)."""
+    for item in data:
+        if isinstance(item, list):
+            if not _all_numbers(item):
+                return False
+        elif isinstance(item, bool) or not isinstance(item, int | float):
+            return False
+    return True

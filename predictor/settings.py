@@ -1,0 +1,111 @@
+"""Command-line flags → one typed settings object, parsed once in `main()`.
+
+The parser extends kserve's own (`parents=[kserve.model_server.parser]`), so every standard
+ModelServer flag (`--http_port`, `--grpc_port`, `--workers`, `--enable_grpc`, ...) works.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    local_max_entries: int = 100_000
+    """Bound of the in-process LRU (entries; one per row and model version)."""
+    local_ttl_seconds: float = 3600.0
+    """How long the in-process LRU keeps a prediction."""
+    key_prefix: str = "housing"
+    """First part of every cache key: `<prefix>:<model version>:<row md5>`."""
+    redis_url: str | None = field(default=None, repr=False)
+    """`redis://` or `rediss://` URL of the shared tier; None for the in-process cache only.
+    Kept out of the repr: it may carry a password."""
+    redis_password: str | None = field(default=None, repr=False)
+    """Password for Redis when the URL has none (from REDIS_PASSWORD)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path
+    model_name: str
+    max_batch_size: int
+    """Rows per request beyond which a request is refused with a 4xx."""
+    max_body_bytes: int
+    """Request body size beyond which a request is refused with 413."""
+    cache: CacheSettings
+    server: dict[str, Any]
+    """kserve ModelServer keyword arguments taken from kserve's own flags."""
+
+
+def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m predictor",
+        description="Serve the California housing model with KServe.",
+        parents=[kserve_parser],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model directory.")
+    parser.add_argument("--max_batch_size", type=int, default=1000, help="Rows per request.")
+    parser.add_argument(
+        "--max_body_bytes", type=int, default=2 * 1024 * 1024, help="Request body cap (bytes)."
+    )
+    parser.add_argument(
+        "--redis_url",
+        default=None,
+        help="Redis URL of the shared cache tier (or $REDIS_URL); none: in-process cache only.",
+    )
+    parser.add_argument("--cache_size", type=int, default=100_000, help="In-process LRU entries.")
+    parser.add_argument(
+        "--cache_ttl_seconds", type=float, default=3600.0, help="In-process LRU time-to-live."
+    )
+    parser.add_argument("--cache_key_prefix", default="housing", help="Cache key prefix.")
+    # Our defaults for kserve flags: the model is "housing", and no per-request log line.
+    parser.set_defaults(model_name="housing", enable_latency_logging=False)
+    return parser
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise SystemExit(f"--{name} must be positive, got {value}")
+
+
+def parse_settings(
+    kserve_parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    environ: Mapping[str, str],
+) -> Settings:
+    args = build_parser(kserve_parser).parse_args(argv)
+    for name in ("max_batch_size", "max_body_bytes", "cache_size", "cache_ttl_seconds"):
+        _positive(name, getattr(args, name))
+    cache = CacheSettings(
+        local_max_entries=args.cache_size,
+        local_ttl_seconds=args.cache_ttl_seconds,
+        key_prefix=args.cache_key_prefix,
+        redis_url=args.redis_url or environ.get("REDIS_URL") or None,
+        redis_password=environ.get("REDIS_PASSWORD") or None,
+    )
+    server = {
+        "http_port": args.http_port,
+        "grpc_port": args.grpc_port,
+        "workers": args.workers,
+        "max_threads": args.max_threads,
+        "max_asyncio_workers": args.max_asyncio_workers,
+        "enable_grpc": args.enable_grpc,
+        "enable_docs_url": args.enable_docs_url,
+        "enable_latency_logging": args.enable_latency_logging,
+        "access_log_format": args.access_log_format,
+        "event_loop": args.event_loop,
+        "timeout_keep_alive": args.timeout_keep_alive,
+    }
+    return Settings(
+        model_dir=args.model_dir,
+        model_name=args.model_name,
+        max_batch_size=args.max_batch_size,
+        max_body_bytes=args.max_body_bytes,
+        cache=cache,
+        server=server,
+    )
