@@ -1,0 +1,55 @@
+# Every target creates and uses .venv itself: on a fresh clone, `make serve` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL_DIR ?= model
+HTTP_PORT ?= 8080
+GRPC_PORT ?= 8081
+ESTIMATOR ?= hgb
+# The raw StatLib file, where this checkout sits next to shared/; empty means scikit-learn's
+# fetch_california_housing (needs internet once).
+HOUSING_DATA ?= $(wildcard ../shared/data/cal_housing.data)
+# Empty: the in-process cache only. E.g. REDIS_URL=redis://127.0.0.1:6379/0
+REDIS_URL ?=
+
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: serve train test lint format clean
+
+$(RUNTIME_STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(PY) -m pip install -q -e '.[tests,dev]'
+	touch $@
+
+$(MODEL_DIR)/model.joblib: | $(RUNTIME_STAMP)
+	$(PY) -m predictor.train --model_dir $(MODEL_DIR) --estimator $(ESTIMATOR) \
+		$(if $(HOUSING_DATA),--data $(HOUSING_DATA))
+
+serve: $(MODEL_DIR)/model.joblib
+	$(PY) -m predictor --model_dir $(MODEL_DIR) --http_port $(HTTP_PORT) --grpc_port $(GRPC_PORT) \
+		$(if $(REDIS_URL),--redis_url $(REDIS_URL))
+
+train: | $(RUNTIME_STAMP)
+	$(PY) -m predictor.train --model_dir $(MODEL_DIR) --estimator $(ESTIMATOR) \
+		$(if $(HOUSING_DATA),--data $(HOUSING_DATA))
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check predictor tests perf scripts
+	$(VENV)/bin/ruff format --check predictor tests perf scripts
+	$(VENV)/bin/mypy predictor
+
+format: $(DEV_STAMP)
+	$(VENV)/bin/ruff check --fix predictor tests perf scripts
+	$(VENV)/bin/ruff format predictor tests perf scripts
+
+test: $(DEV_STAMP) lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache *.egg-info

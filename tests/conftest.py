@@ -1,0 +1,68 @@
+"""Fixture chain: shared data → a model trained by the real CLI → a running server → clients."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.server import REPO, ServerProcess, start_server
+
+DATA_PATH = REPO.parent / "shared" / "data" / "cal_housing.data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
+
+
+def load_json(name: str) -> Any:
+    return json.loads((TEST_DATA / name).read_text())
+
+
+@pytest.fixture(scope="session")
+def data_path() -> Path:
+    if not DATA_PATH.is_file():
+        pytest.fail(f"{DATA_PATH} is missing: tests train from the shared StatLib file")
+    return DATA_PATH
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory, data_path: Path) -> Path:
+    """The default (hgb) model, trained once per session with the real training CLI."""
+    directory = tmp_path_factory.mktemp("model")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "predictor.train",
+            "--model_dir",
+            str(directory),
+            "--data",
+            str(data_path),
+        ],
+        check=True,
+        cwd=REPO,
+    )
+    return directory
+
+
+@pytest.fixture(scope="session")
+def server(model_dir: Path) -> Iterator[ServerProcess]:
+    """One server with the in-process cache, shared by the tests that only read from it."""
+    with start_server(["--model_dir", str(model_dir), "--max_batch_size", "1000"]) as running:
+        yield running
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as c:
+        yield c
+
+
+@pytest.fixture()
+def sample() -> list[dict[str, float]]:
+    items: list[dict[str, float]] = load_json("sample.json")
+    return items
