@@ -17,9 +17,10 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
 # setup.cfg reads README.md as the long description, so it is part of the build context.
-COPY pyproject.toml setup.cfg README.md ./
+# constraints.txt pins every runtime dependency (regenerate it with `make constraints`).
+COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY predictor/ predictor/
-RUN pip install --no-cache-dir . \
+RUN pip install --no-cache-dir --constraint constraints.txt . \
     && python -m compileall -q /opt/venv/lib
 
 # Training fetches the data set from the internet (scikit-learn's fetch_california_housing),

@@ -15,7 +15,7 @@ REDIS_URL ?=
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: serve train test lint format clean
+.PHONY: serve train test lint format clean constraints
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,13 @@ test: $(DEV_STAMP) lint
 
 clean:
 	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Pin the runtime dependencies (for reproducible images) from a fresh venv of the package.
+constraints:
+	rm -rf /tmp/housing-constraints-venv
+	$(PYTHON) -m venv /tmp/housing-constraints-venv
+	/tmp/housing-constraints-venv/bin/pip install -q --upgrade pip
+	/tmp/housing-constraints-venv/bin/pip install -q .
+	/tmp/housing-constraints-venv/bin/pip freeze --exclude-editable \
+		| grep -v '^housing-predictor' > constraints.txt
+	rm -rf /tmp/housing-constraints-venv
