@@ -2,8 +2,9 @@
 
 A cache maps a row key (`<prefix>:<model version>:<row md5>`) to the model's prediction
 for that row. `lookup` answers a whole batch at once, `None` for each miss, so a batch can
-hit in part. The in-process `LocalCache` is what `make serve` runs with; a shared Redis
-tier plugs in behind the same interface.
+hit in part. `TieredCache` puts the in-process `LocalCache` in front of the shared
+`RedisCache` (predictor/redis_cache.py) when a Redis URL is configured; without one (`make
+serve`) it is the in-process tier alone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
+
+from predictor.metrics import CACHE_HITS, CACHE_MISSES
+from predictor.redis_cache import RedisCache
+from predictor.settings import CacheSettings
 
 
 class PredictionCache(Protocol):
@@ -93,3 +98,66 @@ class LocalCache:
 
     async def close(self) -> None:
         self._entries.clear()
+
+
+class TieredCache:
+    """The in-process LRU in front of an optional shared Redis tier.
+
+    A lookup asks Redis (one round trip) only for the keys the local tier lacks, and Redis
+    hits fill the local tier. An insert writes both tiers (Redis in the background).
+    Counts hits per tier and misses.
+    """
+
+    def __init__(self, local: LocalCache, remote: RedisCache | None = None) -> None:
+        self.local = local
+        self.remote = remote
+        self._local_hits = CACHE_HITS.labels(tier="local")
+        self._redis_hits = CACHE_HITS.labels(tier="redis")
+
+    async def start(self) -> None:
+        """Probe the shared tier, if any, and log its state; never raises."""
+        if self.remote is not None:
+            await self.remote.start()
+
+    async def lookup(self, keys: Sequence[str]) -> list[float | None]:
+        found = self.local.get_many(keys)
+        missing = [i for i, value in enumerate(found) if value is None]
+        self._local_hits.inc(len(keys) - len(missing))
+        filled: dict[str, float] = {}
+        if missing and self.remote is not None:
+            remote = await self.remote.lookup([keys[i] for i in missing])
+            for i, value in zip(missing, remote, strict=True):
+                if value is not None:
+                    found[i] = filled[keys[i]] = value
+            self.local.put_many(filled)
+            self._redis_hits.inc(len(filled))
+        CACHE_MISSES.inc(len(missing) - len(filled))
+        return found
+
+    async def insert(self, entries: Mapping[str, float]) -> None:
+        self.local.put_many(entries)
+        if self.remote is not None:
+            await self.remote.insert(entries)
+
+    async def close(self) -> None:
+        if self.remote is not None:
+            await self.remote.close()
+        await self.local.close()
+
+
+def build_cache(settings: CacheSettings) -> TieredCache:
+    """The cache tiers the settings ask for: in-process always, Redis when a URL is set."""
+    local = LocalCache(settings.local_max_entries, settings.local_ttl_seconds)
+    if settings.redis_url is None:
+        return TieredCache(local)
+    remote = RedisCache(
+        settings.redis_url,
+        password=settings.redis_password,
+        timeout_seconds=settings.redis_timeout_seconds,
+        ttl_seconds=settings.redis_ttl_seconds,
+        ttl_jitter=settings.redis_ttl_jitter,
+        max_connections=settings.redis_max_connections,
+        breaker_failures=settings.redis_breaker_failures,
+        breaker_cooldown_seconds=settings.redis_breaker_cooldown_seconds,
+    )
+    return TieredCache(local, remote)

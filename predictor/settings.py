@@ -10,7 +10,11 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+REDIS_URL_SCHEMES: Final = ("redis", "rediss")
+_MASK: Final = "***"
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,18 @@ class CacheSettings:
     Kept out of the repr: it may carry a password."""
     redis_password: str | None = field(default=None, repr=False)
     """Password for Redis when the URL has none (from REDIS_PASSWORD)."""
+    redis_timeout_seconds: float = 0.05
+    """Bound on one Redis operation on the request path (pool wait, connect, round trip)."""
+    redis_ttl_seconds: float = 86400.0
+    """How long Redis keeps a prediction, before jitter."""
+    redis_ttl_jitter: float = 0.1
+    """Relative spread of Redis TTLs (0.1: ±10%), so a burst of writes does not expire at once."""
+    redis_max_connections: int = 32
+    """Bound of the Redis connection pool of one server process."""
+    redis_breaker_failures: int = 3
+    """Consecutive Redis failures after which Redis is skipped for a cool-down."""
+    redis_breaker_cooldown_seconds: float = 5.0
+    """How long Redis is skipped before one request probes it again."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,30 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--cache_ttl_seconds", type=float, default=3600.0, help="In-process LRU time-to-live."
     )
     parser.add_argument("--cache_key_prefix", default="housing", help="Cache key prefix.")
+    parser.add_argument(
+        "--redis_timeout_ms", type=float, default=50.0, help="Bound on one Redis operation."
+    )
+    parser.add_argument(
+        "--redis_ttl_seconds", type=float, default=86400.0, help="Redis time-to-live."
+    )
+    parser.add_argument(
+        "--redis_ttl_jitter", type=float, default=0.1, help="Relative spread of Redis TTLs."
+    )
+    parser.add_argument(
+        "--redis_max_connections", type=int, default=32, help="Redis connection pool bound."
+    )
+    parser.add_argument(
+        "--redis_breaker_failures",
+        type=int,
+        default=3,
+        help="Consecutive Redis failures that open the circuit breaker.",
+    )
+    parser.add_argument(
+        "--redis_breaker_cooldown_seconds",
+        type=float,
+        default=5.0,
+        help="How long an open breaker skips Redis before probing it again.",
+    )
     # Our defaults for kserve flags: the model is "housing", and no per-request log line.
     parser.set_defaults(model_name="housing", enable_latency_logging=False)
     return parser
@@ -73,6 +113,40 @@ def _positive(name: str, value: float) -> None:
         raise SystemExit(f"--{name} must be positive, got {value}")
 
 
+_POSITIVE_REDIS_FLAGS = (
+    "redis_timeout_ms",
+    "redis_ttl_seconds",
+    "redis_max_connections",
+    "redis_breaker_failures",
+    "redis_breaker_cooldown_seconds",
+)
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password (userinfo or `?password=`) replaced by `***`, for logs."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}"
+    query = [(k, _MASK if k == "password" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse a malformed Redis URL at start-up, naming it without its password."""
+    try:
+        parts = urlsplit(url)
+        hostname, _ = parts.hostname, parts.port  # .port raises ValueError when malformed
+    except ValueError:
+        raise SystemExit("--redis_url / REDIS_URL is not a valid URL") from None
+    if parts.scheme not in REDIS_URL_SCHEMES or not hostname:
+        raise SystemExit(
+            f"--redis_url / REDIS_URL must be redis://HOST[:PORT][/DB] or rediss://..., "
+            f"got {masked_url(url)}"
+        )
+
+
 def parse_settings(
     kserve_parser: argparse.ArgumentParser,
     argv: Sequence[str] | None,
@@ -81,12 +155,25 @@ def parse_settings(
     args = build_parser(kserve_parser).parse_args(argv)
     for name in ("max_batch_size", "max_body_bytes", "cache_size", "cache_ttl_seconds"):
         _positive(name, getattr(args, name))
+    for name in _POSITIVE_REDIS_FLAGS:
+        _positive(name, getattr(args, name))
+    if not 0 <= args.redis_ttl_jitter < 1:
+        raise SystemExit(f"--redis_ttl_jitter must be in [0, 1), got {args.redis_ttl_jitter}")
+    redis_url = args.redis_url or environ.get("REDIS_URL") or None
+    if redis_url is not None:
+        _check_redis_url(redis_url)
     cache = CacheSettings(
         local_max_entries=args.cache_size,
         local_ttl_seconds=args.cache_ttl_seconds,
         key_prefix=args.cache_key_prefix,
-        redis_url=args.redis_url or environ.get("REDIS_URL") or None,
+        redis_url=redis_url,
         redis_password=environ.get("REDIS_PASSWORD") or None,
+        redis_timeout_seconds=args.redis_timeout_ms / 1000,
+        redis_ttl_seconds=args.redis_ttl_seconds,
+        redis_ttl_jitter=args.redis_ttl_jitter,
+        redis_max_connections=args.redis_max_connections,
+        redis_breaker_failures=args.redis_breaker_failures,
+        redis_breaker_cooldown_seconds=args.redis_breaker_cooldown_seconds,
     )
     server = {
         "http_port": args.http_port,

@@ -1,0 +1,107 @@
+"""A private `redis-server` on a free port in a temp dir, that tests may stop, kill, pause.
+
+The machine's shared Redis (127.0.0.1:6379) is never touched: every test that breaks
+Redis breaks its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.server import free_port
+
+READY_TIMEOUT_SECONDS = 10.0
+
+
+class RedisServer:
+    """One redis-server process; `restart` brings it back on the same port, empty."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.directory = directory
+        self.password = password
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        """A plain synchronous client, for tests to look at or seed the data."""
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
+
+    def start(self) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            pytest.skip("redis-server is not installed")
+        command = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--dir", str(self.directory), "--save", "", "--appendonly", "no"]
+        if self.password is not None:
+            command += ["--requirepass", self.password]
+        with (self.directory / "redis.log").open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        with self.client() as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(redis.ConnectionError):
+                    client.ping()
+                    return
+                time.sleep(0.02)
+        raise TimeoutError(f"redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: connections are reset, nothing is flushed."""
+        self._signal_and_wait(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal_and_wait(signal.SIGTERM)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung Redis)."""
+        self._send(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._send(signal.SIGCONT)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _send(self, sig: int) -> None:
+        assert self._process is not None, "redis-server is not running"
+        self._process.send_signal(sig)
+
+    def _signal_and_wait(self, sig: int) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)  # a paused server cannot exit on TERM
+            self._process.send_signal(sig)
+            self._process.wait(timeout=10)
+        self._process = None
+
+
+@contextlib.contextmanager
+def running_redis(directory: Path, password: str | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(directory, password)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

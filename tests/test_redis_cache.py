@@ -1,0 +1,406 @@
+"""The Redis tier, the tiered cache and the circuit breaker, in-process against real servers.
+
+Every test that touches Redis starts its own `redis-server` (tests/redis_server.py); the
+breaker's state machine is pure logic and runs on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import kserve.model_server
+import pytest
+from prometheus_client import REGISTRY
+from redis.asyncio import SSLConnection
+
+from predictor.breaker import BreakerState, CircuitBreaker
+from predictor.cache import LocalCache, TieredCache
+from predictor.redis_cache import RedisCache
+from predictor.settings import masked_url, parse_settings
+from tests.redis_server import RedisServer, running_redis
+
+TIMEOUT = 0.05
+# A bound on one call's wall time when Redis is dead or hung: the timeout plus a margin
+# generous enough for a busy CI machine. Not a speed claim.
+MARGIN = 2.0
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture()
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    with running_redis(tmp_path) as server:
+        yield server
+
+
+def redis_cache(url: str, **options: object) -> RedisCache:
+    settings: dict[str, object] = {
+        "timeout_seconds": TIMEOUT,
+        "ttl_seconds": 60.0,
+        "ttl_jitter": 0.0,
+        "breaker_failures": 2,
+        "breaker_cooldown_seconds": 0.3,
+    }
+    settings.update(options)
+    return RedisCache(url, **settings)  # type: ignore[arg-type]
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def flushed(cache: RedisCache) -> None:
+    """Wait for the background writes the cache has started."""
+    await asyncio.gather(*cache._writes)
+
+
+# -- the circuit breaker, on a fake clock ----------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recording_breaker(failures: int, clock: FakeClock) -> tuple[CircuitBreaker, list[BreakerState]]:
+    """A breaker with a 5 s cool-down, and the list of states it moves to."""
+    states: list[BreakerState] = []
+    breaker = CircuitBreaker(
+        failures, 5.0, on_change=lambda _, new: states.append(new), clock=clock
+    )
+    return breaker, states
+
+
+def test_breaker_opens_after_consecutive_failures_and_skips_until_cooldown() -> None:
+    clock = FakeClock()
+    breaker, states = recording_breaker(3, clock)
+    breaker.failed()
+    breaker.failed()
+    breaker.succeeded()  # a success in between resets the count
+    breaker.failed()
+    breaker.failed()
+    assert states == [] and breaker.allow()
+    breaker.failed()
+    assert states == [BreakerState.OPEN]
+    clock.now += 4.9
+    assert not breaker.allow()
+
+
+def test_breaker_lets_one_probe_through_then_closes_on_success() -> None:
+    clock = FakeClock()
+    breaker, states = recording_breaker(1, clock)
+    breaker.failed()
+    clock.now += 5.0
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # only one at a time
+    breaker.succeeded()
+    assert breaker.allow()
+    assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+def test_breaker_reopens_on_failed_probe_and_survives_a_lost_probe() -> None:
+    clock = FakeClock()
+    breaker, states = recording_breaker(1, clock)
+    breaker.trip()
+    clock.now += 5.0
+    assert breaker.allow()
+    breaker.failed()
+    assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN]
+    clock.now += 4.0
+    assert not breaker.allow()
+    clock.now += 1.0
+    assert breaker.allow()  # this probe never reports back (its request was cancelled)
+    clock.now += 4.9
+    assert not breaker.allow()
+    clock.now += 0.1
+    assert breaker.allow()  # another cool-down later, the next call probes
+    assert breaker.state is BreakerState.HALF_OPEN
+
+
+# -- the Redis tier against a private redis-server -------------------------------------------
+
+
+def test_lookup_misses_then_hits_with_exact_values(redis_server: RedisServer) -> None:
+    values = {f"t:v:{i}": 0.1 * i + 1e-17 * i for i in range(50)}
+    values["t:v:tiny"] = 5e-324
+
+    async def scenario() -> list[float | None]:
+        cache = redis_cache(redis_server.url)
+        assert await cache.lookup(list(values)) == [None] * len(values)
+        await cache.insert(values)
+        await flushed(cache)
+        found = await cache.lookup([*values, "t:v:absent"])
+        await cache.close()
+        return found
+
+    mget_before = sample("housing_redis_seconds_count", operation="mget")
+    set_before = sample("housing_redis_seconds_count", operation="set")
+    assert asyncio.run(scenario()) == [*values.values(), None]
+    # one MGET per lookup, one pipelined round trip per insert
+    stats = redis_server.client().info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] == 2
+    assert stats["cmdstat_set"]["calls"] == len(values)
+    assert sample("housing_redis_seconds_count", operation="mget") - mget_before == 2
+    assert sample("housing_redis_seconds_count", operation="set") - set_before == 1
+
+
+def test_writes_carry_a_jittered_ttl_and_expire(redis_server: RedisServer) -> None:
+    keys = [f"t:ttl:{i}" for i in range(200)]
+
+    async def scenario() -> None:
+        jittered = redis_cache(redis_server.url, ttl_seconds=100.0, ttl_jitter=0.2)
+        await jittered.insert(dict.fromkeys(keys, 1.5))
+        await flushed(jittered)
+        await jittered.close()
+
+    asyncio.run(scenario())
+    client = redis_server.client()
+    ttls = [client.pttl(key) for key in keys]
+    assert all(79_000 <= ttl <= 120_000 for ttl in ttls)
+    assert len(set(ttls)) > 10  # spread, not one expiry for the whole burst
+
+    async def expiry() -> tuple[list[float | None], list[float | None]]:
+        short = redis_cache(redis_server.url, ttl_seconds=0.3)
+        await short.insert({"t:short": 2.5})
+        await flushed(short)
+        before = await short.lookup(["t:short"])
+        await asyncio.sleep(0.6)
+        after = await short.lookup(["t:short"])
+        await short.close()
+        return before, after
+
+    assert asyncio.run(expiry()) == ([2.5], [None])
+
+
+def test_garbage_values_are_misses_and_counted(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    client.mset({"t:ok": "1.25", "t:text": "not a number", "t:nan": "nan", "t:bin": b"\xff\xfe"})
+    client.rpush("t:list", "1.0")  # MGET answers nil for a key of another type
+    before = sample("housing_redis_errors_total", operation="mget", kind="bad_value")
+
+    async def scenario() -> list[float | None]:
+        cache = redis_cache(redis_server.url)
+        found = await cache.lookup(["t:ok", "t:text", "t:nan", "t:bin", "t:list"])
+        await cache.close()
+        return found
+
+    assert asyncio.run(scenario()) == [1.25, None, None, None, None]
+    assert sample("housing_redis_errors_total", operation="mget", kind="bad_value") - before == 3
+
+
+def test_redis_killed_then_restarted_fails_open_and_recovers(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        cache = redis_cache(redis_server.url)
+        await cache.insert({"t:a": 1.0})
+        await flushed(cache)
+        assert await cache.lookup(["t:a"]) == [1.0]
+        redis_server.kill()
+        errors = sample("housing_redis_errors_total", operation="mget", kind="connection")
+        for _ in range(2):  # breaker_failures=2
+            started = time.monotonic()
+            assert await cache.lookup(["t:a"]) == [None]
+            assert time.monotonic() - started < TIMEOUT + MARGIN
+        assert sample("housing_redis_errors_total", operation="mget", kind="connection") > errors
+        assert cache.breaker_state is BreakerState.OPEN
+        assert sample("housing_redis_breaker_state") == BreakerState.OPEN
+        skipped = sample("housing_redis_skipped_total", operation="mget")
+        assert await cache.lookup(["t:a"]) == [None]
+        await cache.insert({"t:b": 2.0})
+        assert sample("housing_redis_skipped_total", operation="mget") == skipped + 1
+
+        redis_server.start()  # same port, empty
+        await asyncio.sleep(0.4)  # past the cool-down: the next call is the probe
+        await cache.insert({"t:b": 2.0})
+        await flushed(cache)
+        assert sample("housing_redis_breaker_state") == BreakerState.CLOSED
+        assert await cache.lookup(["t:a", "t:b"]) == [None, 2.0]
+        await cache.close()
+
+    asyncio.run(scenario())
+
+
+def test_hung_redis_costs_one_timeout_then_is_skipped(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        cache = redis_cache(redis_server.url, breaker_failures=1)
+        assert await cache.lookup(["t:a"]) == [None]  # connected
+        redis_server.pause()
+        try:
+            timeouts = sample("housing_redis_errors_total", operation="mget", kind="timeout")
+            started = time.monotonic()
+            assert await cache.lookup(["t:a"]) == [None]
+            assert time.monotonic() - started < TIMEOUT + MARGIN
+            assert sample("housing_redis_errors_total", operation="mget", kind="timeout") == (
+                timeouts + 1
+            )
+            assert cache.breaker_state is BreakerState.OPEN
+        finally:
+            redis_server.resume()
+        await cache.close()
+
+    asyncio.run(scenario())
+
+
+async def _serve_bytes(reply: bytes) -> asyncio.Server:
+    """A TCP server that answers every command it receives with `reply` (not Redis)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            commands = data.count(b"\r\n*") + data.startswith(b"*")
+            writer.write(reply * max(commands, 1))
+            await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+@pytest.mark.parametrize(
+    "reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n", b"+OK\r\n", b"$-7\r\n"], ids=repr
+)
+def test_a_server_answering_garbage_is_a_miss(reply: bytes) -> None:
+    async def scenario() -> None:
+        server = await _serve_bytes(reply)
+        port = server.sockets[0].getsockname()[1]
+        cache = redis_cache(f"redis://127.0.0.1:{port}/0")
+        try:
+            for _ in range(3):
+                assert await cache.lookup(["t:a", "t:b"]) == [None, None]
+                await cache.insert({"t:a": 1.0})
+                await flushed(cache)
+        finally:
+            await cache.close()
+            server.close()
+
+    asyncio.run(scenario())
+
+
+def test_wrong_password_starts_open_and_never_shows_the_password(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-" + PASSWORD
+    with running_redis(tmp_path, password=PASSWORD) as server:
+        url = f"redis://:{wrong}@127.0.0.1:{server.port}/0"
+
+        async def scenario() -> RedisCache:
+            cache = redis_cache(url)
+            await cache.start()
+            assert cache.breaker_state is BreakerState.OPEN
+            assert await cache.lookup(["t:a"]) == [None]
+            await asyncio.sleep(0.4)
+            assert await cache.lookup(["t:a"]) == [None]  # the probe fails too
+            await cache.close()
+            return cache
+
+        with caplog.at_level(logging.INFO, logger="kserve.predictor.redis_cache"):
+            cache = asyncio.run(scenario())
+    assert f"127.0.0.1:{server.port}" in caplog.text
+    assert "unavailable" in caplog.text
+    for shown in (caplog.text, repr(cache), cache.url):
+        assert wrong not in shown
+        assert PASSWORD not in shown
+
+
+def test_password_from_settings_when_the_url_has_none(tmp_path: Path) -> None:
+    with running_redis(tmp_path, password=PASSWORD) as server:
+
+        async def scenario() -> list[float | None]:
+            cache = redis_cache(server.url, password=PASSWORD)
+            await cache.start()
+            await cache.insert({"t:a": 3.0})
+            await flushed(cache)
+            found = await cache.lookup(["t:a"])
+            await cache.close()
+            return found
+
+        assert asyncio.run(scenario()) == [3.0]
+
+
+def test_rediss_url_uses_tls_without_connecting() -> None:
+    cache = redis_cache("rediss://:pw@redis.example:6380/0")
+    assert cache._client.connection_pool.connection_class is SSLConnection
+    assert repr(cache) == "RedisCache(rediss://:***@redis.example:6380/0)"
+
+
+def test_masked_url() -> None:
+    assert masked_url("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert masked_url("rediss://user:s3cret@h/0?password=x&db=1") == (
+        "rediss://user:***@h/0?password=***&db=1"
+    )
+    assert masked_url("redis://h:6379/2") == "redis://h:6379/2"
+
+
+# -- the tiers together ----------------------------------------------------------------------
+
+
+def test_tiered_cache_merges_tiers_in_order_and_fills_local(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        local = LocalCache(100, 60.0)
+        cache = TieredCache(local, redis_cache(redis_server.url))
+        local.put_many({"t:local": 1.0})
+        redis_server.client().set("t:redis", "2.0")
+        hits_local = sample("housing_cache_hits_total", tier="local")
+        hits_redis = sample("housing_cache_hits_total", tier="redis")
+        misses = sample("housing_cache_misses_total")
+        found = await cache.lookup(["t:none", "t:redis", "t:local"])
+        assert found == [None, 2.0, 1.0]
+        assert sample("housing_cache_hits_total", tier="local") - hits_local == 1
+        assert sample("housing_cache_hits_total", tier="redis") - hits_redis == 1
+        assert sample("housing_cache_misses_total") - misses == 1
+        assert local.get_many(["t:redis"]) == [2.0]  # Redis hits fill the local tier
+
+        await cache.insert({"t:none": 3.0})
+        assert cache.remote is not None
+        await flushed(cache.remote)
+        assert local.get_many(["t:none"]) == [3.0]
+        assert redis_server.client().get("t:none") == b"3.0"
+        redis_server.kill()
+        assert await cache.lookup(["t:none", "t:redis", "t:other"]) == [3.0, 2.0, None]
+        await cache.close()
+
+    asyncio.run(scenario())
+
+
+def test_close_waits_for_pending_writes(redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        cache = redis_cache(redis_server.url)
+        await cache.insert({f"t:{i}": float(i) for i in range(100)})
+        await cache.close()
+
+    asyncio.run(scenario())
+    assert redis_server.client().dbsize() == 100
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+def test_cache_flags_and_environment() -> None:
+    argv = ["--model_dir", "m", "--redis_timeout_ms", "20", "--redis_ttl_seconds", "600"]
+    argv += ["--redis_breaker_failures", "4", "--redis_breaker_cooldown_seconds", "2"]
+    environ = {"REDIS_URL": "rediss://cache:6380/1", "REDIS_PASSWORD": PASSWORD}
+    settings = parse_settings(kserve.model_server.parser, argv, environ).cache
+    assert settings.redis_url == "rediss://cache:6380/1"
+    assert settings.redis_password == PASSWORD
+    assert settings.redis_timeout_seconds == pytest.approx(0.02)
+    assert settings.redis_ttl_seconds == 600
+    assert settings.redis_breaker_failures == 4
+    assert settings.redis_breaker_cooldown_seconds == 2
+    assert PASSWORD not in repr(settings)
+    flag = ["--model_dir", "m", "--redis_url", "redis://127.0.0.1:6390/0"]
+    from_flag = parse_settings(kserve.model_server.parser, flag, environ).cache
+    assert from_flag.redis_url == "redis://127.0.0.1:6390/0"
+    none = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], {}).cache
+    assert none.redis_url is None
+
+
+@pytest.mark.parametrize(
+    "url", ["http://:hunter2@cache:6379/0", "redis://:hunter2@cache:port/0", "redis:///0"]
+)
+def test_bad_redis_url_is_refused_without_showing_the_password(url: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_settings(kserve.model_server.parser, ["--model_dir", "m", "--redis_url", url], {})
+    assert "hunter2" not in str(exit_info.value)
