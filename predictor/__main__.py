@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from predictor.artifact import ModelArtifactError
+from predictor.cache import TieredCache, build_cache
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -16,7 +19,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.logging import logger
 
     from predictor import limits
-    from predictor.cache import LocalCache
     from predictor.model import HousingModel
     from predictor.routes import legacy_predict_route
     from predictor.settings import parse_settings
@@ -26,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Extra worker processes re-import kserve's app and would lack the /predict route;
         # scale with replicas (Knative) instead.
         raise SystemExit("--workers must be 1: scale out with replicas instead")
-    cache = LocalCache(settings.cache.local_max_entries, settings.cache.local_ttl_seconds)
+    cache = build_cache(settings.cache)
     model = HousingModel(
         settings.model_name,
         settings.model_dir,
@@ -45,8 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = kserve.model_server.app
     app.router.routes.append(legacy_predict_route(model))
     limits.install(app, settings.max_body_bytes)
+    _tie_to_lifespan(cache, app)
     server.start([model])
     return 0
+
+
+def _tie_to_lifespan(cache: TieredCache, app: Any) -> None:
+    """Probe the cache's Redis tier once the event loop runs; close it when the server stops."""
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        await cache.start()
+        async with inner(app) as state:
+            yield state
+        await cache.close()
+
+    app.router.lifespan_context = lifespan
 
 
 if __name__ == "__main__":

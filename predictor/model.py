@@ -1,4 +1,4 @@
-"""The KServe model: load → preprocess (validate, key, cache lookup) → predict → postprocess.
+"""The KServe model: load → preprocess (validate, key) → predict (cache, model) → postprocess.
 
 Every route (legacy `/predict`, V1, V2 REST and gRPC) goes through this one class, so
 identical rows get identical validation, keys, cache entries and predictions.
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 from kserve import Model
@@ -24,6 +24,7 @@ from predictor.artifact import load_artifact
 from predictor.cache import PredictionCache, cache_key
 from predictor.fast_model import Regressor, compile_regressor
 from predictor.keys import canonical_rows, query_key, row_digests
+from predictor.metrics import MODEL_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
 from predictor.schema import (
     FEATURES,
     N_FEATURES,
@@ -62,13 +63,12 @@ class LegacyRequest:
 
 @dataclass(frozen=True)
 class PreparedBatch:
-    """What `preprocess` hands to `predict`: validated rows, their keys, the cache's answers."""
+    """What `preprocess` hands to `predict`: validated rows and their cache keys."""
 
     route: Route
     rows: np.ndarray
     canonical: list[str]
     keys: list[str]
-    cached: list[float | None]
     request_id: str | None = None
 
 
@@ -77,6 +77,14 @@ class BatchResult:
     batch: PreparedBatch
     predictions: np.ndarray
     cache_status: str
+
+
+class _Answers(NamedTuple):
+    """One lookup-and-predict run over distinct keys: a value per key, and whether it was
+    found in a cache (True) or computed by the model (False)."""
+
+    values: np.ndarray
+    cached: np.ndarray
 
 
 class HousingModel(Model):  # type: ignore[misc]
@@ -97,6 +105,8 @@ class HousingModel(Model):  # type: ignore[misc]
         self.version = ""
         self._cache = cache
         self._regressor: Regressor | None = None
+        # Single flight: each key being looked up or predicted → (its run, its index there).
+        self._in_flight: dict[str, tuple[asyncio.Task[_Answers], int]] = {}
 
     # -- load -----------------------------------------------------------------------------
 
@@ -137,8 +147,7 @@ class HousingModel(Model):  # type: ignore[misc]
         canonical = canonical_rows(rows)
         version = self.version[:KEY_VERSION_CHARS]
         keys = [cache_key(self.key_prefix, version, d) for d in row_digests(canonical)]
-        cached = await self._cache.lookup(keys)
-        return PreparedBatch(route, rows, canonical, keys, cached, request_id)
+        return PreparedBatch(route, rows, canonical, keys, request_id)
 
     def _checked(self, validate: Any, items: Any) -> np.ndarray:
         if isinstance(items, list) and len(items) > self.max_batch_size:
@@ -189,26 +198,75 @@ class HousingModel(Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> BatchResult:
-        missing = [i for i, value in enumerate(payload.cached) if value is None]
-        predictions = np.array(
-            [np.nan if value is None else value for value in payload.cached], dtype=np.float64
-        )
-        if missing:
-            computed = await self._run_model(payload.rows[missing])
-            predictions[missing] = computed
-            await self._cache.insert(
-                {payload.keys[i]: float(v) for i, v in zip(missing, computed, strict=True)}
-            )
-        status = "MISS" if len(missing) == len(payload.keys) else "PARTIAL" if missing else "HIT"
+        """Answer each row from the cache or the model, merged back in request order.
+
+        Single flight: a row whose key is already being looked up or predicted for another
+        request waits for that run instead of starting its own, so concurrent identical
+        misses run the model once. Runs are shielded: a cancelled request does not cancel
+        a run that other requests wait for, and a run's error reaches all of them.
+        """
+        n = len(payload.keys)
+        predictions = np.empty(n, dtype=np.float64)
+        cached = np.empty(n, dtype=bool)
+        for run, (rows, positions) in self._join_flights(payload).items():
+            answers = await asyncio.shield(run)
+            predictions[rows] = answers.values[positions]
+            cached[rows] = answers.cached[positions]
+        status = "MISS" if not cached.any() else "HIT" if cached.all() else "PARTIAL"
         return BatchResult(payload, predictions, status)
+
+    def _join_flights(
+        self, batch: PreparedBatch
+    ) -> dict[asyncio.Task[_Answers], tuple[list[int], list[int]]]:
+        """Group the rows by the run that answers them (rows of the batch, indices in the
+        run): runs in flight for identical rows, and one started here for the other keys."""
+        new: dict[str, int] = {}
+        for i, key in enumerate(batch.keys):
+            if key not in self._in_flight:
+                new.setdefault(key, i)
+        if new:
+            keys = list(new)
+            run = asyncio.create_task(self._answer(keys, batch.rows[list(new.values())]))
+            for j, key in enumerate(keys):
+                self._in_flight[key] = (run, j)
+            run.add_done_callback(lambda _: self._land(keys))
+        ROWS_COALESCED.inc(len(batch.keys) - len(new))
+        groups: dict[asyncio.Task[_Answers], tuple[list[int], list[int]]] = {}
+        for i, key in enumerate(batch.keys):
+            run, j = self._in_flight[key]
+            rows, positions = groups.setdefault(run, ([], []))
+            rows.append(i)
+            positions.append(j)
+        return groups
+
+    def _land(self, keys: list[str]) -> None:
+        for key in keys:
+            del self._in_flight[key]
+
+    async def _answer(self, keys: list[str], rows: np.ndarray) -> _Answers:
+        """Look distinct keys up in the cache; run the model on the misses and cache them."""
+        found = await self._cache.lookup(keys)
+        cached = np.array([value is not None for value in found], dtype=bool)
+        values = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
+        missing = np.flatnonzero(~cached)
+        if missing.size:
+            computed = await self._run_model(rows[missing])
+            values[missing] = computed
+            missing_keys = [keys[i] for i in missing.tolist()]
+            await self._cache.insert(dict(zip(missing_keys, computed.tolist(), strict=True)))
+        return _Answers(values, cached)
 
     async def _run_model(self, rows: np.ndarray) -> np.ndarray:
         regressor = self._regressor
         if regressor is None:
             raise RuntimeError(f"model {self.name} is not loaded")
-        if len(rows) <= INLINE_MAX_ROWS:
-            return regressor.predict(rows)
-        return await asyncio.to_thread(regressor.predict, rows)
+        with MODEL_SECONDS.time():
+            if len(rows) <= INLINE_MAX_ROWS:
+                predictions = regressor.predict(rows)
+            else:
+                predictions = await asyncio.to_thread(regressor.predict, rows)
+        ROWS_PREDICTED.inc(len(rows))
+        return predictions
 
     # -- postprocess ----------------------------------------------------------------------
 
