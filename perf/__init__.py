@@ -1,0 +1,1 @@
+"""Performance tooling: the `make bench` comparison, the k6 load sweep and their helpers."""

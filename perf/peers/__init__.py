@@ -1,0 +1,1 @@
+"""The servers `perf/bench.py` measures this project against."""

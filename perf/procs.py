@@ -1,0 +1,190 @@
+"""Start, time and stop the servers under test: this project, its peers and a private Redis.
+
+Every process logs to a file in the work directory and is stopped by its own handle, never
+by name. The predictor is started through `tests.server.spawn_server`, as the tests do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import httpx
+import redis
+
+from perf.payloads import MODEL_NAME, REPO
+from tests.server import free_port, spawn_server
+
+READY_TIMEOUT_SECONDS: Final = 120.0
+# Readiness is polled this often, so that start-up times are measured to a few milliseconds.
+POLL_SECONDS: Final = 0.005
+STOP_TIMEOUT_SECONDS: Final = 20.0
+PREDICTOR_READY_PATH: Final = f"/v1/models/{MODEL_NAME}"
+
+
+@dataclass
+class Service:
+    """A server process: where it listens, where it logs, and when it was started."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    started_at: float
+    """`time.perf_counter()` just before the process was spawned."""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def check_running(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(
+                f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+            )
+
+    def wait_http_ready(self, path: str, timeout: float = READY_TIMEOUT_SECONDS) -> float:
+        """Poll `GET path` until it answers 200; return seconds since the process started."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.base_url, timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                self.check_running()
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(path).status_code == 200:
+                        return time.perf_counter() - self.started_at
+                time.sleep(POLL_SECONDS)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def spawn(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    work_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """Start `command` in the repository root, its output in `work_dir/<name>.log`."""
+    log_path = work_dir / f"{name}.log"
+    started_at = time.perf_counter()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(command),
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+    return Service(name, process, port, log_path, started_at)
+
+
+def spawn_predictor(
+    model_dir: Path, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+) -> Service:
+    """`python -m predictor --model_dir DIR` on free ports, via the tests' `spawn_server`."""
+    started_at = time.perf_counter()
+    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env)
+    return Service("predictor", server.process, server.http_port, server.log_path, started_at)
+
+
+def spawn_python_module(
+    name: str,
+    module: str,
+    args: Sequence[str],
+    work_dir: Path,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """`python -m MODULE ARGS --http_port P --grpc_port Q`, for the kserve peers."""
+    port = free_port()
+    command = [sys.executable, "-m", module, *args]
+    command += ["--http_port", str(port), "--grpc_port", str(free_port())]
+    return spawn(name, command, port, work_dir, env)
+
+
+def spawn_raw_asgi(work_dir: Path) -> Service:
+    """The ceiling: `perf.peers.raw_asgi` under uvicorn with httptools and uvloop."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "perf.peers.raw_asgi:app", "--port", str(port)]
+    command += ["--http", "httptools", "--loop", "uvloop", "--no-access-log"]
+    return spawn("raw-asgi", [*command, "--log-level", "warning"], port, work_dir)
+
+
+@contextlib.contextmanager
+def running(service: Service, ready_path: str) -> Iterator[Service]:
+    """Wait until `service` answers on `ready_path`; stop it on the way out."""
+    try:
+        service.wait_http_ready(ready_path)
+        yield service
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def private_redis(work_dir: Path) -> Iterator[str]:
+    """A throwaway `redis-server` on a free port (no persistence); yields its URL."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no", "--dir", str(work_dir)]
+    service = spawn("redis", command, port, work_dir)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        _wait_redis(service, url)
+        yield url
+    finally:
+        service.stop()
+
+
+def _wait_redis(service: Service, url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    client = redis.Redis.from_url(url, socket_timeout=1.0)
+    try:
+        while time.monotonic() < deadline:
+            service.check_running()
+            with contextlib.suppress(redis.RedisError):
+                if client.ping():
+                    return
+            time.sleep(POLL_SECONDS)
+    finally:
+        client.close()
+    raise TimeoutError(f"redis not ready:\n{service.log_tail()}")
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, (ppid, _) in stats.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(stats[p][1] for p in tree if p in stats) / ticks

@@ -1,0 +1,125 @@
+"""Results files: the machine they were measured on, JSON + markdown, and the docs' tables.
+
+`write_results` writes `perf/results/<kind>-<UTC stamp>.{json,md}`; `splice` replaces the
+text between `<!-- perf:NAME:begin -->` and `<!-- perf:NAME:end -->` in a markdown file,
+so the docs show the tables of the last run and nobody types a number in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from perf.payloads import REPO
+
+
+@dataclass(frozen=True)
+class Written:
+    json_path: Path
+    md_path: Path
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def _first_match(path: str, pattern: str) -> str:
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return "unknown"
+    found = re.search(pattern, text, re.MULTILINE)
+    return found.group(1).strip() if found else "unknown"
+
+
+def _git_commit() -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on, and how busy the machine was when they started."""
+    memory_kib = _first_match("/proc/meminfo", r"^MemTotal:\s+(\d+)")
+    return {
+        "cpu": _first_match("/proc/cpuinfo", r"^model name\s*:\s*(.+)$"),
+        "cores": os.cpu_count(),
+        "memory_gib": round(int(memory_kib) / 2**20, 1) if memory_kib.isdigit() else None,
+        "os": _first_match("/etc/os-release", r'^PRETTY_NAME="?([^"\n]+)'),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": _git_commit(),
+        "packages": {p: _version(p) for p in ("kserve", "uvicorn", "scikit-learn", "numpy")},
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    load = ", ".join(str(x) for x in info["load_average_1_5_15"])
+    return (
+        f"{info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, {info['os']}, "
+        f"Python {info['python']}; load average at start {load}; commit {info['git_commit']}"
+    )
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table; floats with 3 significant digits, None as n/a."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def write_results(out_dir: Path, name: str, data: dict[str, Any], markdown: str) -> Written:
+    """`out_dir/NAME.json` and `out_dir/NAME.md` (NAME such as `bench-<stamp>`)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / name
+    written = Written(base.with_suffix(".json"), base.with_suffix(".md"))
+    written.json_path.write_text(json.dumps(data, indent=2) + "\n")
+    written.md_path.write_text(markdown.rstrip() + "\n")
+    return written
+
+
+def splice(doc: Path, name: str, content: str) -> None:
+    """Replace the marked section `name` of `doc` with `content`."""
+    begin, end = f"<!-- perf:{name}:begin -->", f"<!-- perf:{name}:end -->"
+    text = doc.read_text()
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"{doc} has no {begin} ... {end} section")
+    doc.write_text(pattern.sub(lambda _: f"{begin}\n{content.strip()}\n{end}", text))
+
+
+def relpath(target: Path, doc: Path) -> str:
+    """The path of `target` as seen from `doc`'s directory (for links in markdown)."""
+    return os.path.relpath(target.resolve(), doc.resolve().parent)
+
+
+def link(target: Path, doc: Path) -> str:
+    return f"[{target.name}]({relpath(target, doc)})"
