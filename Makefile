@@ -14,8 +14,13 @@ REDIS_URL ?=
 
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
+PERF_STAMP := $(VENV)/.installed-perf
+# Extra flags for `make bench` / `make load`, e.g. BENCH_ARGS=--quick LOAD_ARGS="--duration 300"
+BENCH_ARGS ?=
+LOAD_ARGS ?=
+PERF_DOC := docs/performance.md
 
-.PHONY: serve train test lint format clean constraints
+.PHONY: serve train test lint format clean constraints bench load
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +30,10 @@ $(RUNTIME_STAMP): setup.cfg pyproject.toml
 
 $(DEV_STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install -q -e '.[tests,dev]'
+	touch $@
+
+$(PERF_STAMP): $(RUNTIME_STAMP)
+	$(PY) -m pip install -q -e '.[perf]'
 	touch $@
 
 $(MODEL_DIR)/model.joblib: | $(RUNTIME_STAMP)
@@ -38,6 +47,17 @@ serve: $(MODEL_DIR)/model.joblib
 train: | $(RUNTIME_STAMP)
 	$(PY) -m predictor.train --model_dir $(MODEL_DIR) --estimator $(ESTIMATOR) \
 		$(if $(HOUSING_DATA),--data $(HOUSING_DATA))
+
+# This project against its peers, with wrk (Debian package); writes perf/results/bench-*.
+bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) -m perf.bench --model_dir $(MODEL_DIR) --doc $(PERF_DOC) $(BENCH_ARGS)
+
+# k6 at the original's cache rates against one process and a private redis-server;
+# writes perf/results/load-*.
+load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) --doc $(PERF_DOC) $(LOAD_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts
