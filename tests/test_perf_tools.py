@@ -1,0 +1,112 @@
+"""The perf tooling works end to end and writes well-formed results; never a timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perf.coldstart import import_entries, per_package_seconds
+from perf.loadgen import K6_SCRIPT, k6_executable
+from perf.payloads import fixed_body, unique_template
+from perf.promtext import parse, percentiles_ms, quantile
+from perf.sweep import CACHE_RATES, search_max_rate
+from predictor.schema import validate_instances, validate_objects
+from tests.server import REPO
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_unique_bodies_are_valid_rows_that_differ_only_in_population() -> None:
+    template = unique_template("legacy")
+    rows = validate_objects(json.loads(template.render(7)) + json.loads(template.render(8)))
+    fixed = validate_objects(json.loads(fixed_body("legacy")))[0]
+    assert rows[0][4] == 7.0 and rows[1][4] == 8.0
+    assert list(rows[0][:4]) == list(fixed[:4]) and list(rows[0][5:]) == list(fixed[5:])
+    v1 = json.loads(unique_template("v1").render(9))["instances"]
+    assert validate_instances(v1)[0][4] == 9.0
+
+
+def test_histogram_percentiles_come_from_the_difference_of_two_scrapes() -> None:
+    def scrape_text(counts: tuple[int, int, int]) -> str:
+        lines = [
+            f'h_seconds_bucket{{le="{le}",route="legacy"}} {n}'
+            for le, n in zip(("0.001", "0.01", "+Inf"), counts, strict=True)
+        ]
+        return "# TYPE h_seconds histogram\n" + "\n".join(lines) + "\n"
+
+    before = parse(scrape_text((5, 5, 5)))
+    after = parse(scrape_text((5, 105, 105)))  # 100 new observations, all in (1 ms, 10 ms]
+    result = percentiles_ms(before, after, "h_seconds", {"route": "legacy"})
+    assert result["p50"] == pytest.approx(5.5)
+    assert percentiles_ms(before, before, "h_seconds")["p99"] is None
+    assert quantile([(0.01, 10.0), (float("inf"), 20.0)], 0.99) == 0.01
+
+
+def test_max_rate_search_doubles_then_bisects() -> None:
+    probed: list[int] = []
+
+    def sustains(rate: int) -> bool:
+        probed.append(rate)
+        return rate <= 3000
+
+    assert search_max_rate(sustains, 830, 10) == 2905
+    assert probed[:3] == [830, 1660, 3320]
+    assert search_max_rate(lambda rate: False, 830, 3) is None
+
+
+def test_import_times_count_each_package_where_another_imports_it() -> None:
+    log = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |     numpy.core",
+            "import time:        50 |        150 |   numpy",
+            "import time:        30 |        180 | sklearn",
+            "import time:        20 |         20 | kserve",
+        ]
+    )
+    seconds = per_package_seconds(import_entries(log))
+    assert seconds == pytest.approx({"sklearn": 180e-6, "numpy": 150e-6, "kserve": 20e-6})
+
+
+@pytest.mark.parametrize("mode", ["ramp", "rate"])
+def test_k6_accepts_the_load_script(mode: str) -> None:
+    # `k6 inspect` does not read the system environment: pass the variables with -e.
+    variables = ["-e", f"MODE={mode}", "-e", "ROUTE=v2", "-e", "CACHE_RATE=0.5"]
+    done = subprocess.run(
+        [k6_executable(), "inspect", *variables, str(K6_SCRIPT)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    scenario = json.loads(done.stdout)["scenarios"]["load"]
+    assert scenario["executor"] == {"ramp": "ramping-vus", "rate": "constant-arrival-rate"}[mode]
+
+
+def test_hey_script_is_valid_bash() -> None:
+    subprocess.run(["bash", "-n", str(REPO / "perf" / "hey.sh")], check=True)
+
+
+def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "perf.sweep", "--model_dir", str(model_dir), "--quick"]
+    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (md,) = out.glob("load-*.md")
+    (data_path,) = out.glob("load-*.json")
+    (png,) = out.glob("load-*.png")
+    data = json.loads(data_path.read_text())
+    assert data["levels"], "at least the original's rate is measured"
+    for runs in data["levels"].values():
+        assert [run["cache_rate"] for run in runs] == list(CACHE_RATES)
+        for run in runs:
+            assert set(run["client_ms"]) == {"p50", "p90", "p95", "p99"}
+            assert set(run["server_ms"]) == {"p50", "p90", "p95", "p99"}
+            assert run["k6"]["requests"] > 0
+    text = md.read_text()
+    assert text.count("| cache rate | requests |") == len(data["levels"])
+    assert f"]({png.name})" in text
+    assert png.read_bytes().startswith(PNG_MAGIC)
