@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -18,9 +17,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import kserve
     from kserve.logging import logger
 
-    from predictor import limits
+    from predictor import asgi, logs
     from predictor.model import HousingModel
-    from predictor.routes import legacy_predict_route
     from predictor.settings import parse_settings
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
@@ -36,18 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch_size=settings.max_batch_size,
         key_prefix=settings.cache.key_prefix,
     )
-    server = kserve.ModelServer(**settings.server)  # also configures logging
+    logs.configure(settings.log_format, settings.log_level)
+    server = kserve.ModelServer(**settings.server)
     try:
         model.load()
     except ModelArtifactError as e:
         logger.error("Cannot load model: %s", e)
         return 2
-    # One line per request is too much at this request rate; errors are still logged.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    app = kserve.model_server.app
-    app.router.routes.append(legacy_predict_route(model))
-    limits.install(app, settings.max_body_bytes)
-    _tie_to_lifespan(cache, app)
+    asgi.install(kserve.model_server.app, model, settings.max_body_bytes, settings.max_inflight)
+    _tie_to_lifespan(cache, kserve.model_server.app)
     server.start([model])
     return 0
 

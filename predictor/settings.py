@@ -52,9 +52,15 @@ class Settings:
     """Rows per request beyond which a request is refused with a 4xx."""
     max_body_bytes: int
     """Request body size beyond which a request is refused with 413."""
+    max_inflight: int
+    """Inference requests in flight beyond which new ones get 503 at once."""
     cache: CacheSettings
     server: dict[str, Any]
     """kserve ModelServer keyword arguments taken from kserve's own flags."""
+    log_format: str = "json"
+    """`json` (one object per line) or `text`."""
+    log_level: str = "INFO"
+    """From KSERVE_LOGLEVEL, as kserve itself reads it."""
 
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -70,6 +76,13 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--max_body_bytes", type=int, default=2 * 1024 * 1024, help="Request body cap (bytes)."
     )
     parser.add_argument(
+        "--max_inflight",
+        type=int,
+        default=256,
+        help="In-flight inference requests beyond which new ones get 503 (keep it at or "
+        "above the InferenceService's containerConcurrency).",
+    )
+    parser.add_argument(
         "--redis_url",
         default=None,
         help="Redis URL of the shared cache tier (or $REDIS_URL); none: in-process cache only.",
@@ -79,6 +92,9 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         "--cache_ttl_seconds", type=float, default=3600.0, help="In-process LRU time-to-live."
     )
     parser.add_argument("--cache_key_prefix", default="housing", help="Cache key prefix.")
+    parser.add_argument(
+        "--log_format", choices=("json", "text"), default="json", help="Log line format."
+    )
     parser.add_argument(
         "--redis_timeout_ms", type=float, default=50.0, help="Bound on one Redis operation."
     )
@@ -153,7 +169,13 @@ def parse_settings(
     environ: Mapping[str, str],
 ) -> Settings:
     args = build_parser(kserve_parser).parse_args(argv)
-    for name in ("max_batch_size", "max_body_bytes", "cache_size", "cache_ttl_seconds"):
+    for name in (
+        "max_batch_size",
+        "max_body_bytes",
+        "max_inflight",
+        "cache_size",
+        "cache_ttl_seconds",
+    ):
         _positive(name, getattr(args, name))
     for name in _POSITIVE_REDIS_FLAGS:
         _positive(name, getattr(args, name))
@@ -193,6 +215,9 @@ def parse_settings(
         model_name=args.model_name,
         max_batch_size=args.max_batch_size,
         max_body_bytes=args.max_body_bytes,
+        max_inflight=args.max_inflight,
         cache=cache,
         server=server,
+        log_format=args.log_format,
+        log_level=environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
     )

@@ -1,0 +1,245 @@
+"""The outermost ASGI layer, in front of kserve's FastAPI stack.
+
+It does three things before kserve's middleware (timing, exception handlers, routing) sees
+a request:
+
+- serves the legacy `POST /predict` itself, in plain ASGI: one body read, one strict parse,
+  the model's own preprocess → predict → postprocess, one orjson encode. A cached answer
+  costs little more than the HTTP server does;
+- caps request bodies (413) on every route;
+- bounds the number of inference requests in flight: beyond `max_inflight`, inference
+  routes answer 503 at once with `Retry-After`, so an overloaded pod sheds load quickly
+  instead of queueing without bound (Knative's queue-proxy then retries elsewhere).
+
+Everything else (V1, V2, health, metadata, metrics) goes to kserve's app unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from predictor.json_body import InvalidJson, loads_strict
+from predictor.logs import REQUEST_ID
+from predictor.metrics import INFLIGHT, REQUEST_SECONDS
+from predictor.model import HousingModel, LegacyRequest
+from predictor.schema import InvalidRows
+
+LEGACY_PATH: Final = "/predict"
+_JSON_HEADERS: Final = [(b"content-type", b"application/json")]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _json_start(status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> Message:
+    headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()), *extra]
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def send_json(
+    send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = orjson.dumps(content)
+    await send(_json_start(status, body, headers or []))
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def _is_inference(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return scope["method"] == "POST" and (
+        path == LEGACY_PATH or path.endswith(":predict") or path.endswith("/infer")
+    )
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes:
+    """The whole request body, or `BodyTooLarge` as soon as it exceeds `max_bytes`."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > max_bytes):
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            raise BodyTooLarge if size > max_bytes else ConnectionAbortedError
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class PredictorASGI:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        inner: ASGIApp,
+        model: HousingModel,
+        max_body_bytes: int,
+        max_inflight: int,
+    ) -> None:
+        self.inner = inner
+        self.model = model
+        self.max_body_bytes = max_body_bytes
+        self.max_inflight = max_inflight
+        self.inflight = 0
+        self._too_large = f"request body exceeds {max_body_bytes} bytes"
+        self._timers: dict[tuple[str, int], Any] = {}
+        INFLIGHT.set_function(lambda: self.inflight)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _is_inference(scope):
+            if scope["type"] == "http" and scope["path"] == LEGACY_PATH:
+                await send_json(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
+                return
+            await self.inner(scope, receive, send)
+            return
+        if self.inflight >= self.max_inflight:
+            await send_json(
+                send,
+                503,
+                {"error": f"overloaded: {self.inflight} requests in flight; retry shortly"},
+                [(b"retry-after", b"1")],
+            )
+            return
+        request_id = _header(scope, b"x-request-id") or _header(scope, b"x-b3-traceid")
+        if request_id:
+            REQUEST_ID.set(request_id.decode("latin-1"))
+        self.inflight += 1
+        started = time.perf_counter()
+        status = 500  # what the client sees if the inner app dies without answering
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            if path == LEGACY_PATH:
+                await self._legacy(scope, receive, tracking_send)
+            else:
+                await self._capped(scope, receive, tracking_send)
+        finally:
+            self.inflight -= 1
+            route = "legacy" if path == LEGACY_PATH else "v2" if path.startswith("/v2/") else "v1"
+            self._timer(route, status).observe(time.perf_counter() - started)
+
+    def _timer(self, route: str, status: int) -> Any:
+        """The latency histogram's child for (route, status), looked up once each."""
+        key = (route, status)
+        timer = self._timers.get(key)
+        if timer is None:
+            timer = self._timers[key] = REQUEST_SECONDS.labels(route, str(status))
+        return timer
+
+    async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass to kserve with the body read (and capped) up front."""
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await send_json(send, 413, {"error": self._too_large})
+            return
+        except ConnectionAbortedError:
+            return
+        if _is_json(_header(scope, b"content-type")):
+            # kserve parses the body again with plain orjson; this pass refuses what that
+            # would let through silently (duplicate keys) or answer unclearly.
+            try:
+                loads_strict(body)
+            except InvalidJson as e:
+                await send_json(send, 400, {"error": f"malformed JSON: {e}"})
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:  # kserve never reads twice; a disconnect is what a second read sees
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.inner(scope, replay, send)
+
+    async def _legacy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _is_json(_header(scope, b"content-type")):
+            await send_json(send, 415, {"error": "Content-Type must be application/json"})
+            return
+        try:
+            body = await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await send_json(send, 413, {"error": self._too_large})
+            return
+        except ConnectionAbortedError:
+            return
+        try:
+            items = loads_strict(body)
+        except InvalidJson as e:
+            await send_json(send, 400, {"error": f"malformed JSON: {e}"})
+            return
+        model = self.model
+        if not model.ready:
+            await send_json(send, 503, {"error": f"model {model.name} is not ready"})
+            return
+        try:
+            response, headers = await model.run(LegacyRequest(items))
+        except InvalidRows as e:
+            await send_json(send, 422, {"error": str(e), "detail": _error_detail(e)})
+            return
+        await send_json(send, 200, response, [(k.encode(), v.encode()) for k, v in headers.items()])
+
+
+def _error_detail(error: InvalidRows) -> list[dict[str, Any]]:
+    """FastAPI-style `detail`: where each problem is (`["body", index, field]`) and what."""
+    detail = []
+    for err in error.errors:
+        loc: list[str | int] = ["body"]
+        if err.index is not None:
+            loc.append(err.index)
+        if err.field:
+            loc.append(err.field)
+        detail.append({"loc": loc, "msg": err.message})
+    return detail
+
+
+def install(
+    app: Any, model: HousingModel, max_body_bytes: int, max_inflight: int
+) -> Callable[[], ASGIApp]:
+    """Put `PredictorASGI` in front of the app's middleware stack.
+
+    kserve adds its middleware and routes to its module-level FastAPI app when the server
+    starts, and Starlette builds the middleware stack on the first request; wrapping the
+    stack builder is how this layer ends up outermost without re-implementing kserve's
+    ModelServer. Returns the builder, for tests.
+    """
+    build_inner: Callable[[], ASGIApp] = app.build_middleware_stack
+
+    def build() -> ASGIApp:
+        return PredictorASGI(build_inner(), model, max_body_bytes, max_inflight)
+
+    app.build_middleware_stack = build
+    return build
