@@ -22,6 +22,10 @@ from predictor.settings import CacheSettings
 class PredictionCache(Protocol):
     """What the model needs of a cache. Implementations never raise on the request path."""
 
+    def peek(self, keys: Sequence[str]) -> list[float | None]:
+        """Like `lookup`, from the in-process tier only: no I/O, no await."""
+        ...
+
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
         """The cached prediction of each key, or None where there is none."""
         ...
@@ -90,6 +94,9 @@ class LocalCache:
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
+    def peek(self, keys: Sequence[str]) -> list[float | None]:
+        return self.get_many(keys)
+
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
         return self.get_many(keys)
 
@@ -118,6 +125,11 @@ class TieredCache:
         """Probe the shared tier, if any, and log its state; never raises."""
         if self.remote is not None:
             await self.remote.start()
+
+    def peek(self, keys: Sequence[str]) -> list[float | None]:
+        found = self.local.get_many(keys)
+        self._local_hits.inc(sum(value is not None for value in found))
+        return found
 
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
         found = self.local.get_many(keys)
