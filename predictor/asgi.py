@@ -30,6 +30,7 @@ from predictor.model import HousingModel, LegacyRequest
 from predictor.schema import InvalidRows
 
 LEGACY_PATH: Final = "/predict"
+_NOT_JSON: Final = "Content-Type must be application/json"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 
 
@@ -62,6 +63,37 @@ def _is_json(content_type: bytes | None) -> bool:
         return False
     media_type = content_type.split(b";", 1)[0].strip().lower()
     return media_type == b"application/json" or media_type.endswith(b"+json")
+
+
+def _with_json_content_type(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    kept = [(k, v) for k, v in headers if k != b"content-type"]
+    return [*kept, (b"content-type", b"application/json")]
+
+
+def outline_problem(path: str, body: Any) -> str | None:
+    """What is wrong with the outline of a V1 or V2 JSON body, if anything.
+
+    Only the envelope: the rows and tensors themselves are the model's to validate.
+    """
+    if path.endswith(":predict"):
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+            return 'expected a JSON object {"instances": [...]}'
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        return 'expected a JSON object {"inputs": [...]}'
+    for index, tensor in enumerate(body["inputs"]):
+        if not isinstance(tensor, dict):
+            return f"inputs[{index}] must be an object"
+        for key, kind in _TENSOR_FIELDS:
+            if not isinstance(tensor.get(key), kind):
+                return f"inputs[{index}].{key} is missing or not {kind.__name__}"
+        shape = tensor["shape"]
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            return f"inputs[{index}].shape must hold non-negative integers, got {shape}"
+    return None
+
+
+_TENSOR_FIELDS: Final = (("name", str), ("shape", list), ("datatype", str), ("data", list))
 
 
 def _is_inference(scope: Scope) -> bool:
@@ -158,7 +190,17 @@ class PredictorASGI:
         return timer
 
     async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass to kserve with the body read (and capped) up front."""
+        """V1 and V2: read (and cap) the body, check it, pass it on to kserve.
+
+        JSON bodies are parsed strictly here and their outline checked, so that every
+        malformed request gets one kind of answer (`400 {"error": ...}`) with a plain
+        message, rather than whatever kserve's or FastAPI's layers would say. V2's binary
+        tensor extension (`inference-header-content-length`) goes to kserve as it is.
+        """
+        binary = _header(scope, b"inference-header-content-length") is not None
+        if not binary and not _is_json(_header(scope, b"content-type")):
+            await send_json(send, 415, {"error": _NOT_JSON})
+            return
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
         except BodyTooLarge:
@@ -166,14 +208,16 @@ class PredictorASGI:
             return
         except ConnectionAbortedError:
             return
-        if _is_json(_header(scope, b"content-type")):
-            # kserve parses the body again with plain orjson; this pass refuses what that
-            # would let through silently (duplicate keys) or answer unclearly.
+        if not binary:
             try:
-                loads_strict(body)
+                problem = outline_problem(scope["path"], loads_strict(body))
             except InvalidJson as e:
-                await send_json(send, 400, {"error": f"malformed JSON: {e}"})
+                problem = f"malformed JSON: {e}"
+            if problem:
+                await send_json(send, 400, {"error": problem})
                 return
+            # kserve compares the whole header with "application/json".
+            scope = {**scope, "headers": _with_json_content_type(scope["headers"])}
         sent = False
 
         async def replay() -> Message:
@@ -187,7 +231,7 @@ class PredictorASGI:
 
     async def _legacy(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not _is_json(_header(scope, b"content-type")):
-            await send_json(send, 415, {"error": "Content-Type must be application/json"})
+            await send_json(send, 415, {"error": _NOT_JSON})
             return
         try:
             body = await read_body(scope, receive, self.max_body_bytes)
