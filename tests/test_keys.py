@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from predictor.keys import canonical_rows, query_key, row_digests
-from predictor.schema import FEATURES, validate_objects
+from predictor.schema import FEATURES, InvalidRows, validate_objects
 from tests.conftest import load_json
 
 
@@ -65,3 +66,43 @@ def test_server_key_matches_client_recipe(items: list[dict[str, float]]) -> None
         item["Latitude"] = item["Latitude"] % 90
         item["Longitude"] = item["Longitude"] % 180
     assert key_of(items) == client_side_query_key(items)
+
+
+def valid_value(name: str) -> st.SearchStrategy[float]:
+    """Any value `HousingFeatures` accepts for `name`: its own bounds, finite."""
+    bounds = {"Latitude": 90.0, "Longitude": 180.0}
+    if name in bounds:
+        return st.floats(-bounds[name], bounds[name])
+    return st.floats(min_value=0.0, exclude_min=name != "HouseAge", allow_infinity=False)
+
+
+valid_rows = st.fixed_dictionaries({name: valid_value(name) for name in FEATURES})
+
+
+@given(valid_rows, st.permutations(FEATURES), st.dictionaries(st.text(max_size=5), st.integers()))
+def test_key_ignores_field_order_extra_keys_and_integer_spelling(
+    row: dict[str, float], order: list[str], extra: dict[str, int]
+) -> None:
+    spelled = {
+        name: int(row[name]) if row[name].is_integer() and abs(row[name]) < 2**53 else row[name]
+        for name in order
+    }
+    variant = {**{k: v for k, v in extra.items() if k not in FEATURES}, **spelled}
+    assert key_of([variant]) == key_of([row])
+
+
+@given(valid_rows, st.sampled_from(FEATURES))
+def test_canonical_form_reads_back_exactly_and_tells_neighbours_apart(
+    row: dict[str, float], name: str
+) -> None:
+    [text] = canonical_rows(validate_objects([row]))
+    assert list(json.loads(text)) == list(FEATURES)
+    read = json.loads(text)
+    assert read == {f: float(row[f]) for f in FEATURES}
+    assert all(math.copysign(1.0, v) > 0 for v in read.values() if v == 0)  # never -0.0
+    neighbour = {**row, name: math.nextafter(row[name], math.inf)}
+    try:
+        [other] = canonical_rows(validate_objects([neighbour]))
+    except InvalidRows:  # the next double is past the bound
+        return
+    assert row_digests([other]) != row_digests([text])

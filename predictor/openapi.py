@@ -1,0 +1,439 @@
+"""An OpenAPI 3.1 document for the prediction routes: legacy `/predict`, V1 and V2 REST.
+
+Each feature's name, order, bounds and description come from `HousingFeatures`, the single
+source of truth; this module adds only what its JSON Schema cannot say: values must be
+finite doubles (`allow_inf_nan=False`), and an FP32 tensor holds float32s. kserve's own
+FastAPI document does not describe our bodies, so this one is served at `OPENAPI_PATH`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Final
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from predictor.schema import FEATURES, N_FEATURES, HousingFeatures
+
+OPENAPI_PATH: Final = "/openapi/housing.json"
+_JSON: Final = "application/json"
+
+Schema = dict[str, Any]
+
+
+def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) -> Schema:
+    """The document for a server started with these `--model_name` and `--max_batch_size`."""
+    v1 = f"/v1/models/{model_name}"
+    v2 = f"/v2/models/{model_name}"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "housing-predictor",
+            "version": "1",
+            "description": "California house-price predictions (units of 100,000 USD). "
+            "Every route shares one validation, one cache and one model.",
+        },
+        "paths": {
+            "/predict": _legacy_predict(max_batch_size),
+            f"{v1}:predict": _v1_predict(max_batch_size),
+            f"{v2}/infer": _v2_infer(max_batch_size),
+            v1: _get("Model readiness (V1)", _V1_READY),
+            v2: _get("Model metadata (V2)", _V2_METADATA),
+            "/v2/health/live": _get("Liveness", _flag("live")),
+            "/v2/health/ready": _get("Readiness", _flag("ready")),
+        },
+        "components": {
+            "schemas": {
+                "HousingFeatures": _features_object(),
+                "FeatureArray": _row_array(_feature_schemas("FP64")),
+                "Error": _ERROR,
+            }
+        },
+    }
+
+
+def openapi_route(model_name: str = "housing", max_batch_size: int = 1000) -> Route:
+    """`GET OPENAPI_PATH`: the document, rendered once."""
+    body = orjson.dumps(openapi_document(model_name, max_batch_size))
+
+    async def openapi(request: Request) -> Response:
+        return Response(body, media_type=_JSON)
+
+    return Route(OPENAPI_PATH, openapi, methods=["GET"], name="housing_openapi")
+
+
+# -- features ---------------------------------------------------------------------------
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _feature_schemas(datatype: str) -> dict[str, Schema]:
+    """Each feature's schema from `HousingFeatures`, its bounds restated for JSON numbers
+    read as `datatype`: FP64 (as JSON objects and arrays are too) or FP32."""
+    restate = _fp64_bounds if datatype == "FP64" else _fp32_bounds
+    features: dict[str, Schema] = {}
+    for name, source in HousingFeatures.model_json_schema()["properties"].items():
+        schema = {k: v for k, v in source.items() if k != "title" and k not in _BOUND_KEYWORDS}
+        for side, keywords in _SIDES.items():
+            bound = next(((k, source[k]) for k in keywords if k in source), None)
+            schema.update(restate(side, bound))
+        features[name] = schema
+    return features
+
+
+# side (-1 lower, +1 upper): its inclusive and its exclusive keyword
+_SIDES: Final = {-1: ("minimum", "exclusiveMinimum"), 1: ("maximum", "exclusiveMaximum")}
+_BOUND_KEYWORDS: Final = frozenset(k for keywords in _SIDES.values() for k in keywords)
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+_FLOAT32_OVERFLOW: Final = 2.0**128  # the next float32 past the largest, were there one
+
+
+def _fp64_bounds(side: int, bound: tuple[str, float] | None) -> Schema:
+    """A JSON number is checked as the double it reads as, which must be finite.
+
+    (Exactly, numbers up to half-way from the largest double to 2**1024 read as the largest
+    double; JSON Schema tools cannot take that bound, an integer beyond any double.)
+    """
+    return dict([bound]) if bound else {_SIDES[side][0]: side * sys.float_info.max}
+
+
+def _fp32_bounds(side: int, bound: tuple[str, float] | None) -> Schema:
+    """A bound on float32(x), restated as a bound on the JSON number x.
+
+    float32(x) crosses a bound half-way between the float32 on its accepted side and the
+    next one out; x exactly half-way rounds to the one of the two whose last bit is even,
+    so the restated bound is inclusive when that one is the accepted one. Unbounded sides
+    end where float32(x) overflows.
+    """
+    inclusive, exclusive = _SIDES[side]
+    keyword, value = bound or (inclusive, side * _FLOAT32_MAX)
+    if keyword == inclusive:
+        accepted = np.float32(value)
+        refused = _next_float32(accepted, side)
+    else:
+        accepted = np.float32(_next_float32(np.float32(value), -side))
+        refused = float(np.float32(value))
+    half_way = (float(accepted) + refused) / 2  # exact: float32s have bits to spare in a double
+    even = int(accepted.view(np.uint32)) % 2 == 0
+    return {(inclusive if even else exclusive): half_way}
+
+
+def _next_float32(value: np.float32, direction: int) -> float:
+    """The next float32 from `value` in `direction` (+1 up, -1 down), as a double."""
+    if abs(float(value)) == _FLOAT32_MAX and math.copysign(1, value) == direction:
+        return direction * _FLOAT32_OVERFLOW
+    return float(np.nextafter(value, np.float32(direction * math.inf)))
+
+
+def _features_object() -> Schema:
+    schema = HousingFeatures.model_json_schema()
+    return {
+        "type": "object",
+        "description": f"{schema['description']} Extra keys are ignored.",
+        "properties": _feature_schemas("FP64"),
+        "required": list(FEATURES),
+    }
+
+
+def _row_array(features: dict[str, Schema]) -> Schema:
+    """A row as an array of the feature values in schema order."""
+    return {
+        "type": "array",
+        "description": "The features in order: " + ", ".join(FEATURES) + ".",
+        "prefixItems": [features[name] for name in FEATURES],
+        "items": False,
+        "minItems": N_FEATURES,
+        "maxItems": N_FEATURES,
+    }
+
+
+# -- responses ----------------------------------------------------------------------------
+
+_ERROR: Final = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string", "description": "What is wrong, for a person."}},
+}
+_PREDICTION_HEADERS: Final = {
+    "X-Model-Version": {
+        "required": True,
+        "description": "sha256 of the model artifact that answered.",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+    "X-Cache": {
+        "required": True,
+        "description": "HIT: every row came from the cache; PARTIAL: some did; MISS: none.",
+        "schema": {"type": "string", "enum": ["HIT", "PARTIAL", "MISS"]},
+    },
+}
+_V1_READY: Final = {
+    "type": "object",
+    "required": ["name", "ready"],
+    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+}
+_METADATA_TENSOR: Final = {
+    "type": "object",
+    "required": ["name", "datatype", "shape"],
+    "properties": {
+        "name": {"type": "string"},
+        "datatype": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+    },
+}
+_V2_METADATA: Final = {
+    "type": "object",
+    "required": ["name", "platform", "inputs", "outputs"],
+    "properties": {
+        "name": {"type": "string"},
+        "versions": {"type": ["array", "null"], "items": {"type": "string"}},
+        "platform": {"type": "string"},
+        "inputs": {"type": "array", "items": _METADATA_TENSOR},
+        "outputs": {"type": "array", "items": _METADATA_TENSOR},
+    },
+}
+
+
+def _flag(name: str) -> Schema:
+    return {"type": "object", "required": [name], "properties": {name: {"type": "boolean"}}}
+
+
+def _json_response(description: str, schema: Schema, **extra: Any) -> Schema:
+    return {"description": description, "content": {_JSON: {"schema": schema}}, **extra}
+
+
+def _error(description: str) -> Schema:
+    return _json_response(description, _ref("Error"))
+
+
+def _get(summary: str, schema: Schema) -> Schema:
+    return {"get": {"summary": summary, "responses": {"200": _json_response("OK", schema)}}}
+
+
+def _predict(
+    summary: str, body: Schema, answer: Schema, errors: dict[str, Schema], bad_request: str
+) -> Schema:
+    responses = {
+        "200": _json_response("One prediction per row, in order.", answer,
+                              headers=_PREDICTION_HEADERS),
+        "400": _error(bad_request),
+        "413": _error("The body is larger than --max_body_bytes."),
+        "415": _error("Content-Type is not JSON."),
+        "503": _json_response(
+            "Overloaded (retry after Retry-After seconds), or the model is not ready.",
+            _ref("Error"),
+            headers={"Retry-After": {"schema": {"type": "string"}}},
+        ),
+        **errors,
+    }  # fmt: skip
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {_JSON: {"schema": body}}},
+            "responses": responses,
+        }
+    }
+
+
+_MALFORMED: Final = (
+    "Malformed JSON: bad syntax, a duplicate key, NaN or Infinity, over-deep nesting"
+)
+
+
+# -- the three prediction routes -----------------------------------------------------------
+
+
+def _legacy_predict(max_batch_size: int) -> Schema:
+    body = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": max_batch_size,
+        "items": _ref("HousingFeatures"),
+    }
+    answer = {
+        "type": "object",
+        "required": ["query_key", "inputs", "prediction"],
+        "additionalProperties": False,
+        "properties": {
+            "query_key": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{32}$",
+                "description": "md5 of the request's canonical form (see the README).",
+            },
+            "inputs": {
+                "type": "array",
+                "description": "The rows as read: the 8 features as floats.",
+                "items": {
+                    "type": "object",
+                    "properties": {name: {"type": "number"} for name in FEATURES},
+                    "required": list(FEATURES),
+                    "additionalProperties": False,
+                },
+            },
+            "prediction": {"type": "array", "items": {"type": "number"}},
+        },
+    }
+    detail_item = {
+        "type": "object",
+        "required": ["loc", "msg"],
+        "properties": {
+            "loc": {
+                "type": "array",
+                "description": '["body"], or ["body", row index] and the field, if any.',
+                "items": {"type": ["string", "integer"]},
+            },
+            "msg": {"type": "string"},
+        },
+    }
+    invalid = {
+        "type": "object",
+        "required": ["error", "detail"],
+        "properties": {
+            "error": {"type": "string"},
+            "detail": {"type": "array", "items": detail_item},
+        },
+    }
+    errors = {
+        "422": _json_response(
+            "An invalid row or field (every one is listed), or more rows than "
+            "--max_batch_size: nothing is predicted.",
+            invalid,
+        ),
+    }
+    return _predict(
+        "Predict house values (the original system's API)", body, answer, errors, _MALFORMED
+    )
+
+
+def _v1_predict(max_batch_size: int) -> Schema:
+    instance = {"anyOf": [_ref("HousingFeatures"), _ref("FeatureArray")]}
+    body = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_batch_size,
+                "items": instance,
+            }
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
+    }
+    bad_request = (
+        f"{_MALFORMED}; an invalid instance or field; or more "
+        "instances than --max_batch_size."
+    )
+    return _predict("Predict house values (KServe V1)", body, answer, {}, bad_request)
+
+
+# kserve's request model takes null for every optional member.
+_PARAMETERS: Final = {
+    "type": ["object", "null"],
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
+
+
+def _tensor(datatype: str, max_batch_size: int) -> Schema:
+    return {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {
+                "type": "array",
+                "description": "[N, 8]: N rows of the 8 features. N must be the number of "
+                "rows in `data` (JSON Schema cannot say so).",
+                "prefixItems": [
+                    {"type": "integer", "minimum": 1, "maximum": max_batch_size},
+                    {"const": N_FEATURES},
+                ],
+                "items": False,
+                "minItems": 2,
+            },
+            "datatype": {"const": datatype},
+            "data": {
+                "type": "array",
+                "description": "The rows; a flat row-major array of N x 8 numbers is also taken.",
+                "minItems": 1,
+                "maxItems": max_batch_size,
+                "items": _row_array(_feature_schemas(datatype)),
+            },
+            "parameters": _PARAMETERS,
+        },
+    }
+
+
+def _v2_infer(max_batch_size: int) -> Schema:
+    fp64, fp32 = (_tensor(datatype, max_batch_size) for datatype in ("FP64", "FP32"))
+    body = {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": ["string", "null"]},
+            "parameters": _PARAMETERS,
+            "inputs": {
+                "type": "array",
+                "description": "Exactly one input tensor, FP64 or FP32 (widened through "
+                "each value's shortest decimal form).",
+                "minItems": 1,
+                "maxItems": 1,
+                "items": {"oneOf": [fp64, fp32]},
+            },
+            "outputs": {
+                "type": ["array", "null"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {"name": {"type": "string"}, "parameters": _PARAMETERS},
+                },
+            },
+        },
+    }
+    output = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"const": "predict"},
+            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
+            "datatype": {"const": "FP64"},
+            "parameters": {"type": ["object", "null"]},
+            "data": {"type": "array", "items": {"type": "number"}},
+        },
+    }
+    answer = {
+        "type": "object",
+        "required": ["model_name", "id", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": ["string", "null"]},
+            "id": {"type": "string", "description": "The request's id, or a new UUID."},
+            "parameters": {"type": ["object", "null"]},
+            "outputs": {"type": "array", "items": output, "minItems": 1, "maxItems": 1},
+        },
+    }
+    unprocessable = _json_response(
+        "The body is not a V2 inference request (FastAPI's validation error).",
+        {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "array"}}},
+    )
+    bad_request = (
+        f"{_MALFORMED}; not one FP32 or FP64 tensor of shape [N, 8] "
+        "with N x 8 numbers; an invalid value; or more rows than --max_batch_size."
+    )
+    return _predict(
+        "Predict house values (Open Inference Protocol, V2)",
+        body,
+        answer,
+        {"422": unprocessable},
+        bad_request,
+    )
