@@ -35,7 +35,8 @@ _CONTAINERS: Final = (dict, list)
 
 
 class InvalidJson(ValueError):
-    """The body is not JSON we accept; the message says why, for the client."""
+    """The body is not JSON we accept. The message says why, for the client, to follow
+    "malformed JSON: " (it does not repeat it)."""
 
 
 def loads_strict(body: bytes) -> Any:
@@ -59,7 +60,7 @@ def _describe(error: orjson.JSONDecodeError) -> str:
     # orjson stops at the N or the I (after any minus sign) of NaN and Infinity.
     if error.doc.startswith(_NON_FINITE, error.pos):
         return f"NaN and Infinity are not JSON numbers ({where})"
-    return f"malformed JSON: {error.msg} ({where})"
+    return f"{error.msg} ({where})"
 
 
 def _count_structural(body: bytes) -> tuple[int, int, int]:

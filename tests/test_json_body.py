@@ -167,11 +167,11 @@ def test_nan_and_infinity_are_named(literal: str) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (b"", "malformed JSON: Input is a zero-length, empty document"),
-        (b'[{"MedInc": 1,', "malformed JSON: "),
-        (b"[1e400]", "malformed JSON: number is infinity when parsed as double"),
-        (b"[1] [2]", "malformed JSON: unexpected content after document"),
-        (b"\xff", "malformed JSON: "),
+        (b"", "Input is a zero-length, empty document"),
+        (b'[{"MedInc": 1,', "unexpected end of data"),
+        (b"[1e400]", "number is infinity when parsed as double"),
+        (b"[1] [2]", "unexpected content after document"),
+        (b"\xff", "str is not valid UTF-8"),
     ],
 )
 def test_malformed_json_says_where(body: bytes, message: str) -> None:
