@@ -33,21 +33,20 @@ from typing import Any, Final
 import httpx
 
 from perf import coldstart, report
-from perf.loadgen import Payload, WrkResult, require, run_wrk
+from perf.loadgen import Payload, WrkResult, require, run_wrk, tool_version
 from perf.mlserver import READY_PATH as MLSERVER_READY_PATH
 from perf.mlserver import MLServerUnavailable, ensure_venv, spawn_mlserver
 from perf.payloads import fixed_body, path, unique_template
 from perf.procs import (
     PREDICTOR_READY_PATH,
     Service,
+    observe,
     running,
     spawn_predictor,
     spawn_python_module,
     spawn_raw_asgi,
-    tree_cpu_seconds,
 )
 from perf.profile import start_recording, summarize
-from perf.promtext import Scrape, delta, scrape
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 # Unique rows of different targets must not meet in the cache: each target has its own
@@ -120,9 +119,15 @@ class Measurement:
     """CPU the server used during the run, in cores (its whole process tree)."""
     hit_ratio: float | None
     """Share of rows the server answered from its cache, from its /metrics (this project)."""
+    full_gcs: int | None
+    """The server's full garbage collections during the run (this project)."""
 
     def as_dict(self) -> dict[str, Any]:
-        extra = {"server_cores": self.server_cores, "hit_ratio": self.hit_ratio}
+        extra = {
+            "server_cores": self.server_cores,
+            "hit_ratio": self.hit_ratio,
+            "full_gcs": self.full_gcs,
+        }
         return {**asdict(self.target), **self.load.as_dict(), **extra}
 
 
@@ -201,13 +206,10 @@ class Bench:
         check_answer(service.base_url + path(target.route), first_body(target, base))
         self.load(service, target, self.options.warmup, base + UNIQUE_RANGE // 2)
         counts_hits = target.server == "predictor"
-        before = scrape(service.base_url) if counts_hits else []
-        cpu_before, wall_before = tree_cpu_seconds(service.pid), time.perf_counter()
-        result = self.load(service, target, self.options.seconds, base)
-        cpu = tree_cpu_seconds(service.pid) - cpu_before
-        cores = cpu / (time.perf_counter() - wall_before)
-        ratio = hit_ratio(before, scrape(service.base_url)) if counts_hits else None
-        return Measurement(target, result, cores, ratio)
+        with observe(service, metrics=counts_hits) as seen:
+            result = self.load(service, target, self.options.seconds, base)
+        ratio = seen.hit_ratio if counts_hits else None
+        return Measurement(target, result, seen.cores, ratio, seen.full_gcs)
 
     def profile(self, target: Target, out_path: Path) -> Path:
         """Load `target` again while py-spy samples its server; write the top to `out_path`."""
@@ -245,12 +247,6 @@ def check_answer(url: str, body: str) -> None:
     if response.status_code != 200:
         raise RuntimeError(f"POST {url} answered {response.status_code}: {response.text[:500]}")
     json.loads(response.text)
-
-
-def hit_ratio(before: Scrape, after: Scrape) -> float | None:
-    hits = delta(before, after, "housing_cache_hits_total")
-    misses = delta(before, after, "housing_cache_misses_total")
-    return hits / (hits + misses) if hits + misses > 0 else None
 
 
 def _progress_line(m: Measurement) -> str:
@@ -345,7 +341,7 @@ def evaluate(measurements: Sequence[Measurement], cold: dict[str, Any]) -> list[
 
 def measurements_table(measurements: Sequence[Measurement]) -> str:
     header = ["target", "route", "cache hits (measured)", "requests/s", "P50 ms", "P90 ms"]
-    header += ["P99 ms", "errors", "server CPU (cores)", "wrk CPU (cores)"]
+    header += ["P99 ms", "errors", "server CPU (cores)", "wrk CPU (cores)", "full GCs"]
     rows = [
         [
             m.target.label,
@@ -358,6 +354,7 @@ def measurements_table(measurements: Sequence[Measurement]) -> str:
             m.load.errors,
             m.server_cores,
             m.load.generator_cores,
+            m.full_gcs,
         ]
         for m in measurements
     ]
@@ -409,13 +406,14 @@ def cold_start_table(cold: dict[str, Any], imports: dict[str, Any]) -> str:
     )
 
 
-def method_line(options: Options) -> str:
+def method_line(options: Options, wrk_version: str) -> str:
     threads = options.peer_omp_threads
     omp = f"OMP_NUM_THREADS={threads}" if threads > 0 else "OMP_NUM_THREADS unset"
     return (
-        f"Load generator: wrk, {options.threads} thread(s), {options.connections} keep-alive "
-        f"connections, {options.warmup:g} s warm-up then {options.seconds:g} s measured per "
-        "target; one row per request; servers and wrk share the machine, no CPU pinning. "
+        f"Load generator: {wrk_version}, {options.threads} thread(s), "
+        f"{options.connections} keep-alive connections, {options.warmup:g} s warm-up then "
+        f"{options.seconds:g} s measured per target; one row per request; servers and wrk "
+        "share the machine, no CPU pinning. "
         f"scikit-learn peers run with {omp}."
     )
 
@@ -428,7 +426,7 @@ def render(
 ) -> str:
     parts = [
         f"Machine: {report.machine_line(info)}.",
-        method_line(options),
+        method_line(options, info["wrk"]),
         *([f"MLServer not measured: {mlserver_skipped}"] if mlserver_skipped else []),
         *tables,
     ]
@@ -485,8 +483,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    require("wrk", "apt-get install -y wrk")
+    wrk = require("wrk", "apt-get install -y wrk")
     started, info, stamp = time.monotonic(), report.machine(), f"bench-{report.stamp()}"
+    info["wrk"] = tool_version(wrk, "-v")
     bench = Bench(options)
     measurements = bench.run_all()
     print("cold start ...", flush=True)

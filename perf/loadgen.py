@@ -51,6 +51,13 @@ def require(tool: str, hint: str) -> str:
     return found
 
 
+def tool_version(executable: str, flag: str) -> str:
+    """The first line `executable flag` prints (e.g. "wrk 4.1.0 [epoll] ...")."""
+    done = subprocess.run([executable, flag], capture_output=True, text=True)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].split(" Copyright")[0] if lines else "unknown"
+
+
 def _children_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -21,6 +21,7 @@ import httpx
 import redis
 
 from perf.payloads import MODEL_NAME, REPO
+from perf.promtext import Scrape, cache_hit_ratio, delta, scrape
 from tests.server import free_port, spawn_server
 
 READY_TIMEOUT_SECONDS: Final = 120.0
@@ -28,6 +29,7 @@ READY_TIMEOUT_SECONDS: Final = 120.0
 POLL_SECONDS: Final = 0.005
 STOP_TIMEOUT_SECONDS: Final = 20.0
 PREDICTOR_READY_PATH: Final = f"/v1/models/{MODEL_NAME}"
+GC_COUNTER: Final = "python_gc_collections_total"
 
 
 @dataclass
@@ -170,6 +172,36 @@ def _wait_redis(service: Service, url: str) -> None:
     finally:
         client.close()
     raise TimeoutError(f"redis not ready:\n{service.log_tail()}")
+
+
+@dataclass
+class Observation:
+    """What a server did during a load run: its CPU use and its /metrics before and after."""
+
+    cores: float = 0.0
+    before: Scrape = field(default_factory=list)
+    after: Scrape = field(default_factory=list)
+
+    @property
+    def hit_ratio(self) -> float | None:
+        return cache_hit_ratio(self.before, self.after)
+
+    @property
+    def full_gcs(self) -> int | None:
+        """Full (generation 2) garbage collections of the server, from its /metrics."""
+        if not self.after:
+            return None
+        return round(delta(self.before, self.after, GC_COUNTER, {"generation": "2"}))
+
+
+@contextlib.contextmanager
+def observe(service: Service, metrics: bool = True) -> Iterator[Observation]:
+    """Measure `service`'s CPU (in cores) over the block, and scrape its /metrics around it."""
+    seen = Observation(before=scrape(service.base_url) if metrics else [])
+    cpu, wall = tree_cpu_seconds(service.pid), time.perf_counter()
+    yield seen
+    seen.cores = (tree_cpu_seconds(service.pid) - cpu) / (time.perf_counter() - wall)
+    seen.after = scrape(service.base_url) if metrics else []
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -57,6 +57,13 @@ def delta(
     return total(after, name, labels) - total(before, name, labels)
 
 
+def cache_hit_ratio(before: Scrape, after: Scrape) -> float | None:
+    """Share of rows this project answered from a cache tier between two scrapes."""
+    hits = delta(before, after, "housing_cache_hits_total")
+    misses = delta(before, after, "housing_cache_misses_total")
+    return hits / (hits + misses) if hits + misses > 0 else None
+
+
 def _cumulative(samples: Scrape, histogram: str, labels: Mapping[str, str]) -> dict[float, float]:
     """Cumulative count per bucket bound, summed over the label sets that match `labels`."""
     counts: dict[float, float] = defaultdict(float)

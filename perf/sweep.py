@@ -21,23 +21,23 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from perf import report
-from perf.loadgen import K6Result, k6_executable, run_k6
+from perf.loadgen import K6Result, k6_executable, run_k6, tool_version
 from perf.payloads import MODEL_NAME, ROUTES
 from perf.plot import plot_percentiles
 from perf.procs import (
     PREDICTOR_READY_PATH,
     Service,
+    observe,
     private_redis,
     running,
     spawn_predictor,
-    tree_cpu_seconds,
 )
-from perf.promtext import delta, percentiles_ms, scrape
+from perf.promtext import percentiles_ms
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 CACHE_RATES: Final = (0.0, 0.5, 0.75, 0.999, 1.0)
@@ -72,29 +72,30 @@ class Options:
 
 @dataclass(frozen=True)
 class Run:
-    level: str
     rate: int
     cache_rate: float
     k6: K6Result
     server_ms: dict[str, float | None]
+    """P50/P90/P95/P99 of the server's request histogram during the run."""
     hit_ratio: float | None
+    """Share of rows the server answered from a cache (its /metrics)."""
     server_cores: float
+    full_gcs: int | None
+    """The server's full garbage collections during the run (its /metrics)."""
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["client_ms"] = self.k6.latency_ms
-        return data
+        return {**asdict(self), "client_ms": self.k6.latency_ms}
 
 
 @dataclass
 class Sweep:
     options: Options
     service: Service
-    _runs_started: int = field(default=0)
+    runs_started: int = 0
 
-    def k6(self, rate: int, cache_rate: float, seconds: int) -> tuple[K6Result, dict[str, Any]]:
-        """One open-model k6 run; also what the server saw (/metrics, CPU) meanwhile."""
-        self._runs_started += 1
+    def k6(self, rate: int, cache_rate: float, seconds: int) -> Run:
+        """One open-model k6 run, and what the server saw meanwhile."""
+        self.runs_started += 1
         env = {
             "BASE_URL": self.service.base_url,
             "ROUTE": self.options.route,
@@ -103,32 +104,21 @@ class Sweep:
             "RATE": str(rate),
             "DURATION": f"{seconds}s",
             "CACHE_RATE": repr(cache_rate),
-            "UNIQUE_BASE": str(self._runs_started * UNIQUE_RANGE),
+            "UNIQUE_BASE": str(self.runs_started * UNIQUE_RANGE),
             "P99_MS": f"{self.options.slo_p99_ms:g}",
-            "PRE_VUS": str(max(20, rate // 20)),
+            "PRE_VUS": str(max(50, rate // 10)),
             "MAX_VUS": str(max(200, rate // 2)),
         }
-        summary_path = self.options.work_dir / f"k6-{self._runs_started}.json"
-        before, cpu_before = scrape(self.service.base_url), tree_cpu_seconds(self.service.pid)
-        wall_before = time.perf_counter()
-        result = run_k6(env, summary_path)
-        cores = (tree_cpu_seconds(self.service.pid) - cpu_before) / (
-            time.perf_counter() - wall_before
-        )
-        after = scrape(self.service.base_url)
-        labels = {"route": self.options.route}
-        hits = delta(before, after, "housing_cache_hits_total")
-        misses = delta(before, after, "housing_cache_misses_total")
-        seen = {
-            "server_ms": percentiles_ms(before, after, SERVER_HISTOGRAM, labels),
-            "hit_ratio": hits / (hits + misses) if hits + misses else None,
-            "server_cores": cores,
-        }
+        summary_path = self.options.work_dir / f"k6-{self.runs_started}.json"
+        with observe(self.service) as seen:
+            result = run_k6(env, summary_path)
         print(result.summary_line, flush=True)
-        return result, seen
+        labels = {"route": self.options.route}
+        server_ms = percentiles_ms(seen.before, seen.after, SERVER_HISTOGRAM, labels)
+        return Run(rate, cache_rate, result, server_ms, seen.hit_ratio, seen.cores, seen.full_gcs)
 
     def sustains(self, rate: int) -> bool:
-        result, _ = self.k6(rate, 0.0, self.options.probe_s)
+        result = self.k6(rate, 0.0, self.options.probe_s).k6
         planned = rate * self.options.probe_s
         return (
             result.dropped_iterations <= MAX_DROPPED_SHARE * planned
@@ -140,12 +130,11 @@ class Sweep:
         """Double from the original's rate while sustained, then bisect; at most N probes."""
         return search_max_rate(self.sustains, self.options.rate, self.options.max_probes)
 
-    def run_level(self, level: str, rate: int) -> list[Run]:
-        runs = []
-        for cache_rate in self.options.cache_rates:
-            result, seen = self.k6(rate, cache_rate, self.options.duration_s)
-            runs.append(Run(level, rate, cache_rate, result, **seen))
-        return runs
+    def run_level(self, rate: int) -> list[Run]:
+        return [
+            self.k6(rate, cache_rate, self.options.duration_s)
+            for cache_rate in self.options.cache_rates
+        ]
 
 
 def search_max_rate(sustains: Callable[[int], bool], start: int, max_probes: int) -> int | None:
@@ -176,7 +165,7 @@ def search_max_rate(sustains: Callable[[int], bool], start: int, max_probes: int
 def level_table(runs: Sequence[Run]) -> str:
     header = ["cache rate", "requests", "req/s", "P50 ms", "P90 ms", "P95 ms", "P99 ms"]
     header += ["server P50", "server P90", "server P95", "server P99", "hits (measured)"]
-    header += ["dropped", "failed", "server CPU", "thresholds"]
+    header += ["dropped", "failed", "server CPU (cores)", "full GCs", "thresholds"]
     rows = [
         [
             f"{run.cache_rate:g}",
@@ -188,6 +177,7 @@ def level_table(runs: Sequence[Run]) -> str:
             run.k6.dropped_iterations,
             f"{100 * run.k6.failed_rate:.2f}%",
             run.server_cores,
+            run.full_gcs,
             "ok" if run.k6.thresholds_ok else "crossed",
         ]
         for run in runs
@@ -201,7 +191,7 @@ def render(
     parts = [
         f"Machine: {report.machine_line(info)}.",
         (
-            f"k6 open model (`constant-arrival-rate`), route `{options.route}`, "
+            f"{info['k6']}, open model (`constant-arrival-rate`), route `{options.route}`, "
             f"{options.duration_s} s per cache rate, one row per request; the predictor "
             "with a private Redis as the shared cache tier; k6, Redis and the predictor "
             "share the machine. Client percentiles from k6; server percentiles from the "
@@ -273,21 +263,21 @@ def measure(options: Options) -> tuple[dict[str, list[Run]], list[str]]:
         sweep = Sweep(options, service)
         sweep.k6(options.rate, 0.5, options.probe_s)  # warm-up, not reported
         levels[f"{options.rate} requests/s (the original's average)"] = sweep.run_level(
-            "original", options.rate
+            options.rate
         )
         max_rate = options.max_rate or sweep.find_max_rate()
         if max_rate is None:
             notes.append(f"No probed rate was sustained ({options.max_probes} probes).")
         else:
             how = "given" if options.max_rate else "highest sustained, found by probing"
-            levels[f"{max_rate} requests/s ({how})"] = sweep.run_level("max", max_rate)
+            levels[f"{max_rate} requests/s ({how})"] = sweep.run_level(max_rate)
     return levels, notes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
-    k6_executable()
     started, info, stamp = time.monotonic(), report.machine(), f"load-{report.stamp()}"
+    info["k6"] = tool_version(k6_executable(), "version")
     levels, notes = measure(options)
     png = plot_percentiles(
         {label: [run.as_dict() for run in runs] for label, runs in levels.items()},
