@@ -142,6 +142,12 @@ class Check:
     """The target whose server to profile when the check is missed."""
 
 
+@dataclass(frozen=True)
+class ProfileLink:
+    path: Path
+    headline: str
+
+
 # -- servers and load ----------------------------------------------------------------------
 
 
@@ -211,7 +217,7 @@ class Bench:
         ratio = seen.hit_ratio if counts_hits else None
         return Measurement(target, result, seen.cores, ratio, seen.full_gcs)
 
-    def profile(self, target: Target, out_path: Path) -> Path:
+    def profile(self, target: Target, out_path: Path) -> ProfileLink:
         """Load `target` again while py-spy samples its server; write the top to `out_path`."""
         raw_path = self.options.work_dir / f"{out_path.stem}.raw"
         seconds = self.options.profile_seconds
@@ -222,10 +228,12 @@ class Bench:
             self.load(service, target, seconds + 1, base + UNIQUE_RANGE // 8)
             _, errors = recorder.communicate()
         if recorder.returncode != 0:
-            out_path.write_text(f"py-spy failed ({recorder.returncode}): {errors.decode()}\n")
-        else:
-            out_path.write_text(summarize(raw_path, f"{target.label}: py-spy, {seconds:g} s"))
-        return out_path
+            message = f"py-spy failed ({recorder.returncode}): {errors.decode().strip()}"
+            out_path.write_text(message + "\n")
+            return ProfileLink(out_path, message)
+        profile = summarize(raw_path)
+        out_path.write_text(profile.render(f"{target.label}: py-spy, {seconds:g} s under load"))
+        return ProfileLink(out_path, f"top own time: {profile.headline()}")
 
 
 def payload_of(target: Target) -> Payload:
@@ -369,20 +377,24 @@ def _hits_cell(m: Measurement) -> str:
     return f"{planned} ({measured})"
 
 
-def checks_table(checks: Sequence[Check], profiles: dict[str, Path], doc: Path) -> str:
+def checks_table(checks: Sequence[Check], profiles: dict[str, ProfileLink], doc: Path) -> str:
     rows = [
         [
             c.name,
             c.goal,
             c.measured,
             "met" if c.met else f"**missed**: {c.shortfall}",
-            report.link(profiles[c.profile_key], doc)
+            _profile_cell(profiles[c.profile_key], doc)
             if c.profile_key in profiles
             else ("import times below" if not c.met else ""),
         ]
         for c in checks
     ]
     return report.table(["target", "goal", "measured", "result", "profile"], rows)
+
+
+def _profile_cell(profile: ProfileLink, doc: Path) -> str:
+    return f"{report.link(profile.path, doc)}: {profile.headline}"
 
 
 def cold_start_table(cold: dict[str, Any], imports: dict[str, Any]) -> str:
@@ -513,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checks": [asdict(c) for c in checks],
         "cold_start": cold,
         "imports": imports,
-        "profiles": {k: str(v) for k, v in profiles.items()},
+        "profiles": {k: asdict(v) | {"path": str(v.path)} for k, v in profiles.items()},
         "mlserver_skipped": bench.mlserver_skipped,
         "duration_s": time.monotonic() - started,
     }

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -37,11 +38,34 @@ def _function(frame: str) -> str:
     return re.sub(r":\d+\)$", ")", frame)
 
 
-def summarize(raw_path: Path, title: str) -> str:
-    """Top functions by own samples and by samples including callees, as plain text.
+@dataclass(frozen=True)
+class Profile:
+    """Where a server spent its samples: top functions by own time and including callees."""
+
+    samples: int
+    own: list[tuple[str, int]]
+    inclusive: list[tuple[str, int]]
+
+    def share(self, count: int) -> float:
+        return 100 * count / max(self.samples, 1)
+
+    def headline(self, functions: int = 3) -> str:
+        """The top functions by own time, e.g. `f (file.py) 37%, g (other.py) 6%`."""
+        return ", ".join(f"{f} {self.share(n):.0f}%" for f, n in self.own[:functions])
+
+    def render(self, title: str) -> str:
+        lines = [f"# {title}", f"# {self.samples} samples at {RATE_HZ} Hz (py-spy, --format raw)"]
+        for heading, top in (("own time", self.own), ("time including callees", self.inclusive)):
+            lines += ["", f"## top {TOP} functions by {heading}"]
+            lines += [f"{self.share(n):5.1f}%  {f}" for f, n in top]
+        return "\n".join(lines) + "\n"
+
+
+def summarize(raw_path: Path) -> Profile:
+    """Read py-spy's collapsed stacks.
 
     Frames on nearly every stack (the event loop, the server's main) say nothing and are
-    left out of the second list.
+    left out of the functions by time including callees.
     """
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -56,9 +80,4 @@ def summarize(raw_path: Path, title: str) -> str:
         for frame in set(frames):
             inclusive[frame] += count
     below_root = Counter({f: n for f, n in inclusive.items() if n < UBIQUITOUS * total})
-    lines = [f"# {title}", f"# {total} samples at {RATE_HZ} Hz (py-spy record --format raw)", ""]
-    for heading, counter in (("own time", own), ("time including callees", below_root)):
-        lines.append(f"## top {TOP} functions by {heading}")
-        lines += [f"{100 * n / max(total, 1):5.1f}%  {f}" for f, n in counter.most_common(TOP)]
-        lines.append("")
-    return "\n".join(lines)
+    return Profile(total, own.most_common(TOP), below_root.most_common(TOP))
