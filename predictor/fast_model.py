@@ -32,21 +32,28 @@ bound memory.  There is no global state: all tables live in the (immutable) inst
 The compiled path verifies itself against ``estimator.predict`` on probe rows built from
 the model's own thresholds (each threshold, its neighbours, NaN, +-inf) before it is used;
 if that check fails the estimator falls back to scikit-learn.
+
+:meth:`CompiledHGBRegressor.save` writes the tables to one ``.npz`` file (plain arrays, no
+pickles) and :meth:`CompiledHGBRegressor.load` reads them back, so a server can serve the
+(training-time verified) compiled model without importing scikit-learn at all: this module
+imports scikit-learn only inside the functions that inspect an estimator.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Final, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.ensemble import HistGradientBoostingRegressor
 
 __all__ = [
+    "FORMAT_VERSION",
     "KIND_COMPILED_HGB",
     "KIND_SKLEARN",
     "PARITY_TOLERANCE",
@@ -61,6 +68,9 @@ FloatVector = npt.NDArray[np.float64]
 
 KIND_COMPILED_HGB: Final = "compiled-hgb"
 KIND_SKLEARN: Final = "sklearn"
+
+#: Layout version of the ``.npz`` files written by :meth:`CompiledHGBRegressor.save`.
+FORMAT_VERSION: Final = 1
 
 #: Largest allowed max |fast - sklearn| on the self-check probe rows.
 PARITY_TOLERANCE: Final = 1e-6
@@ -149,7 +159,8 @@ class CompiledHGBRegressor:
     """Fast, bit-exact predictor for a fitted ``HistGradientBoostingRegressor``.
 
     Build it with :func:`compile_regressor` (or :meth:`from_estimator`, which raises
-    ``ValueError`` for unsupported estimators). Instances are immutable and thread-safe.
+    ``ValueError`` for unsupported estimators), or read saved tables with :meth:`load`.
+    Instances are immutable and thread-safe.
     """
 
     def __init__(self, tables: _Tables, n_trees: int, max_leaves: int) -> None:
@@ -160,6 +171,8 @@ class CompiledHGBRegressor:
     @classmethod
     def from_estimator(cls, estimator: object) -> CompiledHGBRegressor:
         """Compile ``estimator``; raise ``ValueError`` if it is not supported."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         reason = _unsupported_reason(estimator)
         if reason is not None:
             raise ValueError(reason)
@@ -169,6 +182,53 @@ class CompiledHGBRegressor:
         n_features = int(estimator.n_features_in_)
         tables, max_leaves = _build_tables(trees, baseline, n_features)
         return cls(tables, n_trees=len(trees), max_leaves=max_leaves)
+
+    def save(self, path: Path) -> None:
+        """Write the tables to ``path`` as one uncompressed ``.npz`` (plain arrays only).
+
+        The per-feature thresholds are stored concatenated, with their counts; the Python
+        tuples used by ``bisect`` are rebuilt from them by :meth:`load`.
+        """
+        t = self._t
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+            "n_trees": np.array(self._n_trees, dtype=np.int64),
+            "max_leaves": np.array(self._max_leaves, dtype=np.int64),
+            "n_features": np.array(t.n_features, dtype=np.int64),
+            "thresholds": np.concatenate(t.threshold_arrays),
+            "threshold_counts": np.array([len(a) for a in t.threshold_arrays], dtype=np.int64),
+            "row_offsets": np.array(t.row_offsets, dtype=np.int64),
+            "nan_rows": np.array(t.nan_rows, dtype=np.int64),
+            "masks": t.masks,
+            "debruijn": np.array(t.debruijn),
+            "shift": np.array(t.shift),
+            "values": t.values,
+            "value_offsets": t.value_offsets.astype(np.int64),
+        }
+        # A file object, not a name: ``np.savez`` would append ".npz" to a temporary name.
+        with path.open("wb") as f:
+            np.savez(f, allow_pickle=False, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> CompiledHGBRegressor:
+        """Read tables written by :meth:`save`, without pickles and without scikit-learn.
+
+        Raises ``ValueError`` if the file is not such a file, has another format version,
+        or its arrays are inconsistent (so that a bad file can never index out of bounds).
+        """
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with loaded:
+                arrays = {name: loaded[name] for name in loaded.files}
+        except (ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path} is not a compiled-model file: {e}") from e
+        try:
+            tables, n_trees, max_leaves = _tables_from_arrays(arrays)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from e
+        return cls(tables, n_trees=n_trees, max_leaves=max_leaves)
 
     @property
     def kind(self) -> str:
@@ -322,6 +382,8 @@ def probe_rows(
 
 def _unsupported_reason(estimator: object) -> str | None:
     """``None`` if the compiled path supports ``estimator``, else a human-readable reason."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
     if type(estimator) is not HistGradientBoostingRegressor:
         return f"no fast path for {type(estimator).__name__}"
     predictors = getattr(estimator, "_predictors", None)
@@ -443,6 +505,80 @@ def _build_tables(
         value_offsets=value_offsets,
     )
     return tables, max_leaves
+
+
+def _tables_from_arrays(
+    arrays: Mapping[str, npt.NDArray[Any]],
+) -> tuple[_Tables, int, int]:
+    """Rebuild (and check) the tables, ``n_trees`` and ``max_leaves`` saved by ``save``."""
+
+    def array(name: str) -> npt.NDArray[Any]:
+        if name not in arrays:
+            raise ValueError(f"array {name!r} is missing")
+        return arrays[name]
+
+    def integer(name: str) -> int:
+        value = array(name)
+        if value.shape != () or value.dtype.kind not in "iu":
+            raise ValueError(f"{name!r} must be an integer scalar")
+        return int(value)
+
+    version = integer("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"format version {version}, this code reads version {FORMAT_VERSION}")
+    n_trees, max_leaves, n_features = (integer(k) for k in ("n_trees", "max_leaves", "n_features"))
+    masks = array("masks")
+    if masks.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)) or masks.ndim != 2:
+        raise ValueError(f"masks must be a 2-D uint32/uint64 array, got {masks.dtype}")
+    n_bits = masks.dtype.itemsize * 8
+    n_cols = n_trees + 1
+    if n_trees < 0 or n_features < 1 or not 1 <= max_leaves <= n_bits:
+        raise ValueError(f"bad sizes: {n_trees} trees, {max_leaves} leaves, {n_features} features")
+    counts = array("threshold_counts")
+    thresholds = array("thresholds")
+    if counts.dtype.kind not in "iu" or counts.shape != (n_features,) or bool(np.any(counts < 0)):
+        raise ValueError("threshold_counts must hold one count per feature")
+    if thresholds.dtype != np.float64 or thresholds.shape != (int(counts.sum()),):
+        raise ValueError("thresholds must be a float64 array of sum(threshold_counts) values")
+    threshold_arrays = tuple(np.split(thresholds, np.cumsum(counts)[:-1]))
+    if any(bool(np.any(np.isnan(a))) or bool(np.any(np.diff(a) <= 0)) for a in threshold_arrays):
+        raise ValueError("the thresholds of a feature must be distinct, sorted and not NaN")
+    # Everything else is determined by the sizes above; stored values must agree with it.
+    sizes = counts.astype(np.int64) + 2
+    row_offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    multiplier, shift = _DEBRUIJN[n_bits]
+    expected: dict[str, npt.NDArray[Any]] = {
+        "row_offsets": row_offsets,
+        "nan_rows": row_offsets + sizes - 1,
+        "debruijn": np.array(multiplier, dtype=masks.dtype),
+        "shift": np.array(shift, dtype=masks.dtype),
+        "value_offsets": (np.arange(n_cols, dtype=np.int64) * n_bits).reshape(-1, 1),
+    }
+    for name, want in expected.items():
+        got = array(name)
+        if got.dtype.kind != want.dtype.kind or not np.array_equal(got, want):
+            raise ValueError(f"{name!r} does not match the table layout")
+    if masks.shape != (int(sizes.sum()), n_cols):
+        raise ValueError(f"masks have shape {masks.shape}, expected {(int(sizes.sum()), n_cols)}")
+    values = array("values")
+    if values.dtype != np.float64 or values.shape != (n_cols * n_bits,):
+        raise ValueError(f"values must be a float64 array of {n_cols * n_bits} leaf values")
+    value_offsets = expected["value_offsets"].astype(np.intp)
+    for arr in (masks, values, value_offsets, *threshold_arrays):
+        arr.setflags(write=False)
+    tables = _Tables(
+        n_features=n_features,
+        thresholds=tuple(tuple(a.tolist()) for a in threshold_arrays),
+        threshold_arrays=threshold_arrays,
+        row_offsets=tuple(row_offsets.tolist()),
+        nan_rows=tuple(expected["nan_rows"].tolist()),
+        masks=masks,
+        debruijn=masks.dtype.type(multiplier),
+        shift=masks.dtype.type(shift),
+        values=values,
+        value_offsets=value_offsets,
+    )
+    return tables, n_trees, max_leaves
 
 
 def _number_leaves(

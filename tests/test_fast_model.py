@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from sklearn.svm import SVR
 
 from predictor import fast_model
 from predictor.fast_model import (
+    FORMAT_VERSION,
     KIND_COMPILED_HGB,
     KIND_SKLEARN,
     PARITY_TOLERANCE,
@@ -303,3 +306,98 @@ def test_concurrent_calls_agree(fitted: Fitted, split: Split) -> None:
         results = list(pool.map(fitted.fast.predict, chunks))
     for i, (chunk, got) in enumerate(zip(chunks, results, strict=True)):
         assert _max_diff(got, fitted.reference[i : i + len(chunk)]) <= PARITY_TOLERANCE
+
+
+# -- saved tables -----------------------------------------------------------------------------
+
+
+def test_saved_tables_predict_bit_identically(fitted: Fitted, split: Split, tmp_path: Path) -> None:
+    assert isinstance(fitted.fast, CompiledHGBRegressor)
+    path = tmp_path / "compiled.npz"
+    fitted.fast.save(path)
+    loaded = CompiledHGBRegressor.load(path)
+    assert repr(loaded) == repr(fitted.fast)
+    np.testing.assert_array_equal(loaded.predict(split.x_test), fitted.reference)
+    one_by_one = np.concatenate([loaded.predict(row[None, :]) for row in split.x_test[:300]])
+    np.testing.assert_array_equal(one_by_one, fitted.reference[:300])
+    edge = _edge_rows(fitted.fast, split.x_test.shape[1])
+    np.testing.assert_array_equal(loaded.predict(edge), fitted.fast.predict(edge))
+
+
+def test_saved_wide_masks_round_trip(split: Split, tmp_path: Path) -> None:
+    estimator = HistGradientBoostingRegressor(max_leaf_nodes=60, max_iter=5, random_state=0)
+    estimator.fit(split.x_train, split.y_train)
+    fast = compile_regressor(estimator)
+    assert isinstance(fast, CompiledHGBRegressor)
+    fast.save(tmp_path / "wide.npz")
+    loaded = CompiledHGBRegressor.load(tmp_path / "wide.npz")
+    np.testing.assert_array_equal(loaded.predict(split.x_test), estimator.predict(split.x_test))
+
+
+def _saved_arrays(compiled: CompiledHGBRegressor, tmp_path: Path) -> dict[str, np.ndarray]:
+    compiled.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def _without(arrays: dict[str, np.ndarray], name: str) -> dict[str, np.ndarray]:
+    return {k: v for k, v in arrays.items() if k != name}
+
+
+def _unsorted(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    thresholds = arrays["thresholds"].copy()
+    thresholds[:2] = thresholds[1::-1]
+    return {**arrays, "thresholds": thresholds}
+
+
+Damage = Callable[[dict[str, np.ndarray]], dict[str, Any]]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda a: {**a, "format_version": np.int64(FORMAT_VERSION + 1)},
+            f"format version {FORMAT_VERSION + 1}",
+        ),
+        (lambda a: _without(a, "values"), "'values' is missing"),
+        (lambda a: {**a, "masks": a["masks"][:-1]}, "masks have shape"),
+        (lambda a: {**a, "masks": a["masks"].astype(np.int32)}, "uint32/uint64"),
+        (lambda a: {**a, "values": a["values"][:-1]}, "leaf values"),
+        (lambda a: {**a, "nan_rows": a["nan_rows"] + 1}, "'nan_rows' does not match"),
+        (lambda a: {**a, "shift": np.array(3, dtype=a["masks"].dtype)}, "'shift' does not match"),
+        (_unsorted, "sorted"),
+        (lambda a: {**a, "n_trees": np.float64(3.0)}, "'n_trees' must be an integer"),
+        (lambda a: {**a, "values": a["values"].astype(object)}, "not a compiled-model file"),
+    ],
+)
+def test_load_rejects_inconsistent_tables(
+    fitted: Fitted, tmp_path: Path, damage: Damage, message: str
+) -> None:
+    assert isinstance(fitted.fast, CompiledHGBRegressor)
+    bad = tmp_path / "bad.npz"
+    with bad.open("wb") as f:
+        np.savez(f, **damage(_saved_arrays(fitted.fast, tmp_path)))
+    with pytest.raises(ValueError, match=message):
+        CompiledHGBRegressor.load(bad)
+
+
+@pytest.mark.parametrize("content", ["empty", "garbage", "truncated", "npy"])
+def test_load_rejects_files_that_are_not_saved_tables(
+    fitted: Fitted, tmp_path: Path, content: str
+) -> None:
+    assert isinstance(fitted.fast, CompiledHGBRegressor)
+    good = tmp_path / "good.npz"
+    fitted.fast.save(good)
+    bad = tmp_path / "bad.npz"
+    if content == "empty":
+        bad.write_bytes(b"")
+    elif content == "garbage":
+        bad.write_bytes(b"not a zip file at all")
+    elif content == "truncated":
+        bad.write_bytes(good.read_bytes()[:5000])
+    else:
+        with bad.open("wb") as f:
+            np.save(f, np.zeros(3))
+    with pytest.raises(ValueError, match="not a compiled-model file"):
+        CompiledHGBRegressor.load(bad)
