@@ -20,9 +20,9 @@ from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from predictor.artifact import load_artifact
+from predictor.artifact import load_serving_model
 from predictor.cache import PredictionCache, cache_key
-from predictor.fast_model import KIND_COMPILED_HGB, Regressor, compile_regressor
+from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.metrics import MODEL_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
 from predictor.schema import (
@@ -113,18 +113,19 @@ class HousingModel(Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         """Load and check the artifact; `ready` turns true only once it is fully usable."""
-        artifact = load_artifact(self.model_dir)
-        self._regressor = compile_regressor(artifact.estimator)
+        served = load_serving_model(self.model_dir)
+        self._regressor = served.regressor
         # Only the compiled path is cheap enough to run on the event loop; scikit-learn
         # (and anything else) costs a millisecond or more per call and goes to a thread.
         self._inline = self._regressor.kind == KIND_COMPILED_HGB
-        self.version = artifact.version
+        self.version = served.version
         logger.info(
-            "Loaded model %s (%s, version %s) with the %s inference path",
+            "Loaded model %s (%s, version %s) with the %s inference path (%s)",
             self.name,
-            artifact.metadata.get("estimator"),
+            served.metadata.get("estimator"),
             self.version[:12],
             self._regressor.kind,
+            served.path.value,
         )
         self.ready = True
         return self.ready

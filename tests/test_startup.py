@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from predictor.artifact import ModelArtifactError, load_artifact
+from predictor.artifact import ModelArtifactError, load_artifact, load_serving_model
 from predictor.cache import LocalCache
 from predictor.model import HousingModel
 from tests.server import spawn_server
@@ -61,6 +61,8 @@ def test_broken_model_dirs_fail_loudly_and_stay_unready(
         shutil.rmtree(directory)
     with pytest.raises(ModelArtifactError, match=message):
         load_artifact(directory)
+    with pytest.raises(ModelArtifactError, match=message):
+        load_serving_model(directory)
     model = new_model(directory)
     with pytest.raises(ModelArtifactError):
         model.load()

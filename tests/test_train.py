@@ -75,6 +75,8 @@ def test_svr_estimator_trains_and_loads(tmp_path: Path, data_path: Path) -> None
     )
     artifact = load_artifact(tmp_path)
     assert artifact.metadata["estimator"] == "svr"
+    assert artifact.metadata["compiled"] is None  # no fast path: nothing compiled to load
+    assert not (tmp_path / "compiled.npz").exists()
     assert artifact.metadata["metrics_held_out"]["r2"] > 0.6
     prediction = artifact.estimator.predict(load_statlib(data_path).features[:1])
     assert prediction.shape == (1,)
