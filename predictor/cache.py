@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from predictor.metrics import CACHE_HITS, CACHE_MISSES
-from predictor.redis_cache import RedisCache
 from predictor.settings import CacheSettings
+
+if TYPE_CHECKING:
+    from predictor.redis_cache import RedisCache
 
 
 class PredictionCache(Protocol):
@@ -162,6 +164,9 @@ def build_cache(settings: CacheSettings) -> TieredCache:
     local = LocalCache(settings.local_max_entries, settings.local_ttl_seconds)
     if settings.redis_url is None:
         return TieredCache(local)
+    # Imported here: redis-py costs start-up time that a server without Redis never repays.
+    from predictor.redis_cache import RedisCache
+
     remote = RedisCache(
         settings.redis_url,
         password=settings.redis_password,
