@@ -189,6 +189,16 @@ class PredictorASGI:
             timer = self._timers[key] = REQUEST_SECONDS.labels(route, str(status))
         return timer
 
+    async def _body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The request body; None once answered with 413, or when the client went away."""
+        try:
+            return await read_body(scope, receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await send_json(send, 413, {"error": self._too_large})
+        except ConnectionAbortedError:
+            pass
+        return None
+
     async def _capped(self, scope: Scope, receive: Receive, send: Send) -> None:
         """V1 and V2: read (and cap) the body, check it, pass it on to kserve.
 
@@ -201,12 +211,8 @@ class PredictorASGI:
         if not binary and not _is_json(_header(scope, b"content-type")):
             await send_json(send, 415, {"error": _NOT_JSON})
             return
-        try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-        except BodyTooLarge:
-            await send_json(send, 413, {"error": self._too_large})
-            return
-        except ConnectionAbortedError:
+        body = await self._body(scope, receive, send)
+        if body is None:
             return
         if not binary:
             try:
@@ -233,12 +239,8 @@ class PredictorASGI:
         if not _is_json(_header(scope, b"content-type")):
             await send_json(send, 415, {"error": _NOT_JSON})
             return
-        try:
-            body = await read_body(scope, receive, self.max_body_bytes)
-        except BodyTooLarge:
-            await send_json(send, 413, {"error": self._too_large})
-            return
-        except ConnectionAbortedError:
+        body = await self._body(scope, receive, send)
+        if body is None:
             return
         try:
             items = loads_strict(body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,8 +28,7 @@ from predictor.fast_model import (
     compile_regressor,
     probe_rows,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cal_housing.data"
+from predictor.train import load_statlib
 
 
 @dataclass(frozen=True)
@@ -48,32 +46,10 @@ class Fitted:
     reference: np.ndarray  # estimator.predict(split.x_test)
 
 
-def _load_statlib(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64)
-    lon, lat, age, rooms, bedrooms, population, households, income, value = raw.T
-    features = np.column_stack(
-        [
-            income,
-            age,
-            rooms / households,
-            bedrooms / households,
-            population,
-            population / households,
-            lat,
-            lon,
-        ]
-    )
-    return np.ascontiguousarray(features), value / 100_000.0
-
-
 @pytest.fixture(scope="module")
-def split() -> Split:
-    if not DATA.is_file():
-        message = f"California-housing data not found at {DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    x, y = _load_statlib(DATA)
+def split(data_path: Path) -> Split:
+    data = load_statlib(data_path)
+    x, y = np.ascontiguousarray(data.features), data.target
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
     return Split(x_train, y_train, np.ascontiguousarray(x_test), y_test)
 

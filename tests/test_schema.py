@@ -18,17 +18,9 @@ from predictor.schema import (
     validate_matrix,
     validate_objects,
 )
+from tests.conftest import load_json
 
-GOOD = {
-    "MedInc": 8.3252,
-    "HouseAge": 42,
-    "AveRooms": 6.98,
-    "AveBedrms": 1.02,
-    "Population": 322,
-    "AveOccup": 2.55,
-    "Latitude": 37.88,
-    "Longitude": -122.23,
-}
+GOOD: dict[str, Any] = load_json("sample.json")[0]
 
 # (feature, a value just inside the bound, a value just outside it)
 BOUNDS = [
