@@ -220,8 +220,9 @@ def _predict(
     summary: str, body: Schema, answer: Schema, errors: dict[str, Schema], bad_request: str
 ) -> Schema:
     responses = {
-        "200": _json_response("One prediction per row, in order.", answer,
-                              headers=_PREDICTION_HEADERS),
+        "200": _json_response(
+            "One prediction per row, in order.", answer, headers=_PREDICTION_HEADERS
+        ),
         "400": _error(bad_request),
         "413": _error("The body is larger than --max_body_bytes."),
         "415": _error("Content-Type is not JSON."),
@@ -231,7 +232,7 @@ def _predict(
             headers={"Retry-After": {"schema": {"type": "string"}}},
         ),
         **errors,
-    }  # fmt: skip
+    }
     return {
         "post": {
             "summary": summary,
@@ -331,8 +332,7 @@ def _v1_predict(max_batch_size: int) -> Schema:
         "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
     }
     bad_request = (
-        f"{_MALFORMED}; an invalid instance or field; or more "
-        "instances than --max_batch_size."
+        f"{_MALFORMED}; an invalid instance or field; or more instances than --max_batch_size."
     )
     return _predict("Predict house values (KServe V1)", body, answer, {}, bad_request)
 
