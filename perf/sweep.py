@@ -21,7 +21,7 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -87,11 +87,25 @@ class Run:
         return {**asdict(self), "client_ms": self.k6.latency_ms}
 
 
+@dataclass(frozen=True)
+class Probe:
+    rate: int
+    sustained: bool
+    p99_ms: float | None
+    dropped: int
+
+    def describe(self) -> str:
+        p99 = "n/a" if self.p99_ms is None else f"{self.p99_ms:.1f} ms"
+        verdict = "sustained" if self.sustained else "not sustained"
+        return f"{self.rate}/s {verdict} (P99 {p99}, {self.dropped} dropped)"
+
+
 @dataclass
 class Sweep:
     options: Options
     service: Service
     runs_started: int = 0
+    probes: list[Probe] = field(default_factory=list)
 
     def k6(self, rate: int, cache_rate: float, seconds: int) -> Run:
         """One open-model k6 run, and what the server saw meanwhile."""
@@ -119,12 +133,15 @@ class Sweep:
 
     def sustains(self, rate: int) -> bool:
         result = self.k6(rate, 0.0, self.options.probe_s).k6
-        planned = rate * self.options.probe_s
-        return (
-            result.dropped_iterations <= MAX_DROPPED_SHARE * planned
+        p99 = result.latency_ms["p99"]
+        sustained = (
+            result.dropped_iterations <= MAX_DROPPED_SHARE * rate * self.options.probe_s
             and result.failed_rate == 0
-            and (result.latency_ms["p99"] or 0.0) <= self.options.slo_p99_ms
+            and p99 is not None
+            and p99 <= self.options.slo_p99_ms
         )
+        self.probes.append(Probe(rate, sustained, p99, result.dropped_iterations))
+        return sustained
 
     def find_max_rate(self) -> int | None:
         """Double from the original's rate while sustained, then bisect; at most N probes."""
@@ -256,7 +273,7 @@ def predictor_with_redis(options: Options) -> Iterator[Service]:
             yield service
 
 
-def measure(options: Options) -> tuple[dict[str, list[Run]], list[str]]:
+def measure(options: Options) -> tuple[dict[str, list[Run]], list[Probe], list[str]]:
     levels: dict[str, list[Run]] = {}
     notes: list[str] = []
     with predictor_with_redis(options) as service:
@@ -266,19 +283,22 @@ def measure(options: Options) -> tuple[dict[str, list[Run]], list[str]]:
             options.rate
         )
         max_rate = options.max_rate or sweep.find_max_rate()
+        if sweep.probes:
+            probes = "; ".join(probe.describe() for probe in sweep.probes)
+            notes.append(f"Probes at cache rate 0, {options.probe_s} s each: {probes}.")
         if max_rate is None:
-            notes.append(f"No probed rate was sustained ({options.max_probes} probes).")
+            notes.append("No probed rate was sustained: only the original's rate is reported.")
         else:
             how = "given" if options.max_rate else "highest sustained, found by probing"
             levels[f"{max_rate} requests/s ({how})"] = sweep.run_level(max_rate)
-    return levels, notes
+    return levels, sweep.probes, notes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     started, info, stamp = time.monotonic(), report.machine(), f"load-{report.stamp()}"
     info["k6"] = tool_version(k6_executable(), "version")
-    levels, notes = measure(options)
+    levels, probes, notes = measure(options)
     png = plot_percentiles(
         {label: [run.as_dict() for run in runs] for label, runs in levels.items()},
         f"k6 open model, route {options.route}: latency against cache rate",
@@ -290,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": info,
         "options": {k: str(v) for k, v in asdict(options).items()},
         "levels": {label: [run.as_dict() for run in runs] for label, runs in levels.items()},
+        "probes": [asdict(probe) for probe in probes],
         "notes": notes,
         "plot": png.name,
         "duration_s": time.monotonic() - started,
