@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
-from perf.loadgen import K6_SCRIPT, k6_executable
+from perf.loadgen import K6_SCRIPT, WrkResult, k6_executable
 from perf.payloads import fixed_body, unique_template
 from perf.promtext import parse, percentiles_ms, quantile
 from perf.sweep import CACHE_RATES, search_max_rate
@@ -44,6 +45,38 @@ def test_histogram_percentiles_come_from_the_difference_of_two_scrapes() -> None
     assert result["p50"] == pytest.approx(5.5)
     assert percentiles_ms(before, before, "h_seconds")["p99"] is None
     assert quantile([(0.01, 10.0), (float("inf"), 20.0)], 0.99) == 0.01
+
+
+def _measured(key: str, requests_per_s: float, p99_ms: float) -> Measurement:
+    target = next(t for t in TARGETS if t.key == key)
+    load = WrkResult(1000, 10.0, requests_per_s, 1.0, 2.0, p99_ms, p99_ms, 0, 0.1)
+    return Measurement(target, load, 1.0, None, None)
+
+
+def test_targets_are_ratios_from_the_same_run() -> None:
+    measurements = [
+        _measured("raw-asgi", 20_000, 2),
+        _measured("textbook-v1", 500, 60),
+        _measured("mlserver-v2", 400, 50),
+        _measured("noop-v1", 3000, 10),
+        _measured("noop-v2", 2000, 12),
+        _measured("predictor-legacy-miss", 5000, 40),  # 10x the best peer (textbook)
+        _measured("predictor-legacy-hit", 9000, 3),  # 0.45x the ceiling
+        _measured("predictor-v1-miss", 2600, 70),  # 5.2x, P99 worse than the peer's; 0.87x
+        _measured("predictor-v2-miss", 1800, 20),  # 3.6x; 0.9x the no-op
+    ]
+    cold = {"ready_s": {"median": 1.2}}
+    results = {check.name: check for check in evaluate(measurements, cold)}
+    assert len(results) == 7
+    by_start = {name.split(" vs ")[0].split(":")[0]: check for name, check in results.items()}
+    assert by_start["this project, legacy /predict, 0% hits"].met
+    v1 = by_start["this project, V1, 0% hits"]
+    assert not v1.met and v1.shortfall == "P99 10.00 ms worse"
+    assert by_start["this project, V2 REST, 0% hits"].shortfall == "28% short of 5x"
+    ceiling = by_start["legacy /predict at 100% hits"]
+    assert not ceiling.met and ceiling.profile_key == "predictor-legacy-hit"
+    assert by_start["V2 at 0% hits"].met and not by_start["V1 at 0% hits"].met
+    assert by_start["cold start"].met
 
 
 def test_max_rate_search_doubles_then_bisects() -> None:
