@@ -4,8 +4,11 @@ It does three things before kserve's middleware (timing, exception handlers, rou
 a request:
 
 - serves the legacy `POST /predict` itself, in plain ASGI: one body read, one strict parse,
-  the model's own preprocess → predict → postprocess, one orjson encode. A cached answer
-  costs little more than the HTTP server does;
+  the model's own preprocess → predict → postprocess, one orjson encode. A request whose
+  body is byte for byte one answered before (within the cache TTL) is answered from a
+  small memo of whole responses, before any parsing: the common shape of repeated traffic,
+  and then a cached answer costs little more than the HTTP server does. Any other
+  request, however close, goes the whole way and its rows hit the per-row cache;
 - caps request bodies (413) on every route;
 - bounds the number of inference requests in flight: beyond `max_inflight`, inference
   routes answer 503 at once with `Retry-After`, so an overloaded pod sheds load quickly
@@ -16,16 +19,20 @@ Everything else (V1, V2, health, metadata, metrics) goes to kserve's app unchang
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from timing_asgi import TimingMiddleware
 
+from predictor.cache import LRU
 from predictor.json_body import InvalidJson, loads_strict
 from predictor.logs import REQUEST_ID
-from predictor.metrics import INFLIGHT, REQUEST_SECONDS
+from predictor.metrics import CACHE_HITS, INFLIGHT, REQUEST_SECONDS
 from predictor.model import HousingModel, LegacyRequest
 from predictor.schema import InvalidRows
 
@@ -34,8 +41,20 @@ _NOT_JSON: Final = "Content-Type must be application/json"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 
 
+# Bodies up to this size (a few dozen rows) are remembered whole by the response memo.
+MEMO_MAX_BODY_BYTES: Final = 4096
+
+
 class BodyTooLarge(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A `/predict` answer remembered for the exact request body that produced it."""
+
+    body: bytes
+    rows: int
 
 
 def _json_start(status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> Message:
@@ -43,12 +62,15 @@ def _json_start(status: int, body: bytes, extra: list[tuple[bytes, bytes]]) -> M
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(_json_start(status, body, headers))
+    await send({"type": "http.response.body", "body": body})
+
+
 async def send_json(
     send: Send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = orjson.dumps(content)
-    await send(_json_start(status, body, headers or []))
-    await send({"type": "http.response.body", "body": body})
+    await _send(send, status, orjson.dumps(content), headers or [])
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -132,12 +154,15 @@ class PredictorASGI:
         model: HousingModel,
         max_body_bytes: int,
         max_inflight: int,
+        memo: LRU[bytes, _Answer] | None = None,
     ) -> None:
         self.inner = inner
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
         self.inflight = 0
+        self._memo = memo
+        self._memo_hits = CACHE_HITS.labels(tier="response")
         self._too_large = f"request body exceeds {max_body_bytes} bytes"
         self._timers: dict[tuple[str, int], Any] = {}
         INFLIGHT.set_function(lambda: self.inflight)
@@ -242,21 +267,34 @@ class PredictorASGI:
         body = await self._body(scope, receive, send)
         if body is None:
             return
+        model = self.model
+        if not model.ready:
+            await send_json(send, 503, {"error": f"model {model.name} is not ready"})
+            return
+        memo = self._memo if len(body) <= MEMO_MAX_BODY_BYTES else None
+        if memo is not None:
+            answer = memo.get_many((body,))[0]
+            if answer is not None:
+                self._memo_hits.inc(answer.rows)
+                await _send(send, 200, answer.body, self._memo_headers())
+                return
         try:
             items = loads_strict(body)
         except InvalidJson as e:
             await send_json(send, 400, {"error": f"malformed JSON: {e}"})
-            return
-        model = self.model
-        if not model.ready:
-            await send_json(send, 503, {"error": f"model {model.name} is not ready"})
             return
         try:
             response, headers = await model.run(LegacyRequest(items))
         except InvalidRows as e:
             await send_json(send, 422, {"error": str(e), "detail": _error_detail(e)})
             return
-        await send_json(send, 200, response, [(k.encode(), v.encode()) for k, v in headers.items()])
+        encoded = orjson.dumps(response)
+        if memo is not None:
+            memo.put_many({body: _Answer(encoded, len(response["prediction"]))})
+        await _send(send, 200, encoded, [(k.encode(), v.encode()) for k, v in headers.items()])
+
+    def _memo_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"x-model-version", self.model.version.encode()), (b"x-cache", b"HIT")]
 
 
 def _error_detail(error: InvalidRows) -> list[dict[str, Any]]:
@@ -273,19 +311,32 @@ def _error_detail(error: InvalidRows) -> list[dict[str, Any]]:
 
 
 def install(
-    app: Any, model: HousingModel, max_body_bytes: int, max_inflight: int
+    app: Any,
+    model: HousingModel,
+    max_body_bytes: int,
+    max_inflight: int,
+    memo: LRU[bytes, _Answer] | None = None,
 ) -> Callable[[], ASGIApp]:
     """Put `PredictorASGI` in front of the app's middleware stack.
 
     kserve adds its middleware and routes to its module-level FastAPI app when the server
     starts, and Starlette builds the middleware stack on the first request; wrapping the
     stack builder is how this layer ends up outermost without re-implementing kserve's
-    ModelServer. Returns the builder, for tests.
+    ModelServer. kserve's timing middleware (a `getrusage` call and two formatted log lines
+    per request) is dropped while its trace logger would discard those lines anyway.
+    Returns the builder, for tests.
     """
     build_inner: Callable[[], ASGIApp] = app.build_middleware_stack
 
     def build() -> ASGIApp:
-        return PredictorASGI(build_inner(), model, max_body_bytes, max_inflight)
+        if not logging.getLogger("kserve.trace").isEnabledFor(logging.INFO):
+            app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
+        return PredictorASGI(build_inner(), model, max_body_bytes, max_inflight, memo)
 
     app.build_middleware_stack = build
     return build
+
+
+def response_memo(max_entries: int, ttl_seconds: float) -> LRU[bytes, _Answer] | None:
+    """The exact-body memo of `/predict` answers; None when `max_entries` is 0."""
+    return LRU(max_entries, ttl_seconds) if max_entries > 0 else None

@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from predictor.metrics import CACHE_HITS, CACHE_MISSES
 from predictor.settings import CacheSettings
 
 if TYPE_CHECKING:
     from predictor.redis_cache import RedisCache
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class PredictionCache(Protocol):
@@ -46,7 +49,7 @@ def cache_key(prefix: str, model_version: str, row_digest: str) -> str:
     return f"{prefix}:{model_version}:{row_digest}"
 
 
-class LocalCache:
+class LRU(Generic[K, V]):
     """A bounded in-process LRU with a time-to-live per entry.
 
     Reads refresh recency; an expired entry counts as a miss and is dropped when seen.
@@ -63,7 +66,7 @@ class LocalCache:
             raise ValueError("max_entries must be at least 1")
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
-        self._entries: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
         self._max_entries = max_entries
         self._ttl = ttl_seconds
         self._clock = clock
@@ -71,10 +74,10 @@ class LocalCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get_many(self, keys: Sequence[str]) -> list[float | None]:
+    def get_many(self, keys: Sequence[K]) -> list[V | None]:
         """Synchronous lookup, for callers already on the event loop."""
         now = self._clock()
-        found: list[float | None] = []
+        found: list[V | None] = []
         for key in keys:
             entry = self._entries.get(key)
             if entry is None:
@@ -87,7 +90,7 @@ class LocalCache:
                 found.append(entry[0])
         return found
 
-    def put_many(self, entries: Mapping[str, float], ttl_seconds: float | None = None) -> None:
+    def put_many(self, entries: Mapping[K, V], ttl_seconds: float | None = None) -> None:
         """Synchronous insert, evicting the least recently used entries beyond the bound."""
         expires = self._clock() + (self._ttl if ttl_seconds is None else ttl_seconds)
         for key, value in entries.items():
@@ -95,6 +98,10 @@ class LocalCache:
             self._entries.move_to_end(key)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+
+
+class LocalCache(LRU[str, float]):
+    """The in-process prediction tier: row key → prediction."""
 
     def peek(self, keys: Sequence[str]) -> list[float | None]:
         return self.get_many(keys)

@@ -54,6 +54,8 @@ class Settings:
     """Request body size beyond which a request is refused with 413."""
     max_inflight: int
     """Inference requests in flight beyond which new ones get 503 at once."""
+    response_cache_size: int
+    """Whole `/predict` answers remembered by exact request body (0: none)."""
     cache: CacheSettings
     server: dict[str, Any]
     """kserve ModelServer keyword arguments taken from kserve's own flags."""
@@ -81,6 +83,13 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=256,
         help="In-flight inference requests beyond which new ones get 503 (keep it at or "
         "above the InferenceService's containerConcurrency).",
+    )
+    parser.add_argument(
+        "--response_cache_size",
+        type=int,
+        default=1024,
+        help="Whole /predict answers remembered by exact request body (bodies up to 4 KiB; "
+        "0 turns the memo off).",
     )
     parser.add_argument(
         "--redis_url",
@@ -179,6 +188,8 @@ def parse_settings(
         _positive(name, getattr(args, name))
     for name in _POSITIVE_REDIS_FLAGS:
         _positive(name, getattr(args, name))
+    if args.response_cache_size < 0:
+        raise SystemExit(f"--response_cache_size must be >= 0, got {args.response_cache_size}")
     if not 0 <= args.redis_ttl_jitter < 1:
         raise SystemExit(f"--redis_ttl_jitter must be in [0, 1), got {args.redis_ttl_jitter}")
     redis_url = args.redis_url or environ.get("REDIS_URL") or None
@@ -216,6 +227,7 @@ def parse_settings(
         max_batch_size=args.max_batch_size,
         max_body_bytes=args.max_body_bytes,
         max_inflight=args.max_inflight,
+        response_cache_size=args.response_cache_size,
         cache=cache,
         server=server,
         log_format=args.log_format,

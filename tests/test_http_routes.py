@@ -203,3 +203,26 @@ def test_malformed_and_mistyped_bodies_are_client_errors(client: httpx.Client) -
     text = {"Content-Type": "text/plain"}
     assert client.post("/predict", content=b"[]", headers=text).status_code == 415
     assert client.get("/predict").status_code == 405
+
+
+def hits(client: httpx.Client, tier: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f'housing_cache_hits_total{{tier="{tier}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_exact_repeats_come_from_the_response_memo(
+    client: httpx.Client, sample: list[dict[str, float]]
+) -> None:
+    rows = [{**item, "AveOccup": 3.14159 + n} for n, item in enumerate(sample)]
+    first = legacy(client, rows)
+    assert first.headers["X-Cache"] == "MISS"
+    memo_before, local_before = hits(client, "response"), hits(client, "local")
+    again = legacy(client, rows)
+    assert (again.headers["X-Cache"], again.content) == ("HIT", first.content)
+    assert hits(client, "response") == memo_before + len(rows)
+    # The same rows spelled differently miss the memo but hit the per-row cache.
+    reordered = legacy(client, [dict(reversed(list(item.items()))) for item in rows])
+    assert (reordered.headers["X-Cache"], reordered.json()) == ("HIT", first.json())
+    assert hits(client, "local") == local_before + len(rows)
