@@ -21,6 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from predictor import asgi, logs
     from predictor.model import HousingModel
+    from predictor.openapi import openapi_route
     from predictor.settings import parse_settings
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
@@ -49,11 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     memo = asgi.response_memo(settings.response_cache_size, settings.cache.local_ttl_seconds)
-    asgi.install(
-        kserve.model_server.app, model, settings.max_body_bytes, settings.max_inflight, memo
-    )
+    app = kserve.model_server.app
+    app.router.routes.append(openapi_route(settings.model_name, settings.max_batch_size))
+    asgi.install(app, model, settings.max_body_bytes, settings.max_inflight, memo)
     _use_uvloop(settings.server["event_loop"])
-    _tie_to_lifespan(cache, kserve.model_server.app)
+    _tie_to_lifespan(cache, app)
     server.start([model])
     return 0
 

@@ -103,19 +103,54 @@ def outline_problem(path: str, body: Any) -> str | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         return 'expected a JSON object {"inputs": [...]}'
+    problem = _optional_fields_problem(body, "", _REQUEST_OPTIONAL)
+    if problem:
+        return problem
     for index, tensor in enumerate(body["inputs"]):
+        if problem:
+            break
+        where = f"inputs[{index}]"
         if not isinstance(tensor, dict):
-            return f"inputs[{index}] must be an object"
+            return f"{where} must be an object"
         for key, kind in _TENSOR_FIELDS:
             if not isinstance(tensor.get(key), kind):
-                return f"inputs[{index}].{key} is missing or not {kind.__name__}"
+                return f"{where}.{key} is missing or not {_KIND_NAMES[kind]}"
         shape = tensor["shape"]
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-            return f"inputs[{index}].shape must hold non-negative integers, got {shape}"
+            return f"{where}.shape must hold non-negative integers, got {shape}"
+        problem = _optional_fields_problem(tensor, f"{where}.", _TENSOR_OPTIONAL)
+    for index, output in enumerate(body.get("outputs") or []):
+        if problem:
+            break
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            return f"outputs[{index}] must be an object with a string name"
+        problem = _optional_fields_problem(output, f"outputs[{index}].", _TENSOR_OPTIONAL)
+    return problem
+
+
+def _optional_fields_problem(
+    value: dict[str, Any], where: str, fields: tuple[tuple[str, type], ...]
+) -> str | None:
+    for key, kind in fields:
+        member = value.get(key)
+        if member is not None and not isinstance(member, kind):
+            return f"{where}{key} must be {_KIND_NAMES[kind]}"
+    if not _scalar_values(value.get("parameters")):
+        return f"{where}parameters must map names to strings, numbers or booleans"
     return None
 
 
+def _scalar_values(parameters: Any) -> bool:
+    return not isinstance(parameters, dict) or all(
+        isinstance(v, str | int | float) for v in parameters.values()
+    )
+
+
+# The V2 (Open Inference Protocol) request's members and their JSON types.
 _TENSOR_FIELDS: Final = (("name", str), ("shape", list), ("datatype", str), ("data", list))
+_TENSOR_OPTIONAL: Final = (("parameters", dict),)
+_REQUEST_OPTIONAL: Final = (("id", str), ("parameters", dict), ("outputs", list))
+_KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array", dict: "an object"}
 
 
 def _is_inference(scope: Scope) -> bool:

@@ -7,6 +7,7 @@ identical rows get identical validation, keys, cache entries and predictions.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,13 +19,14 @@ import numpy as np
 from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.logging import logger
+from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor.artifact import load_serving_model
 from predictor.cache import PredictionCache, cache_key
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
-from predictor.metrics import MODEL_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
+from predictor.metrics import MODEL_SECONDS, REQUEST_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
 from predictor.schema import (
     FEATURES,
     N_FEATURES,
@@ -136,6 +138,29 @@ class HousingModel(Model):  # type: ignore[misc]
     def get_output_types(self) -> list[dict[str, Any]]:
         return [{"name": V2_OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}]
 
+    async def __call__(
+        self,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        verb: InferenceVerb = InferenceVerb.PREDICT,
+    ) -> Any:
+        """kserve's pipeline; gRPC calls are also timed here (REST is timed in front of
+        kserve, in predictor.asgi), by their gRPC status."""
+        call = super().__call__(body, headers, verb)
+        if not (isinstance(body, InferRequest) and body.from_grpc):
+            return await call
+        started = time.perf_counter()
+        code = "INTERNAL"
+        try:
+            result = await call
+            code = "OK"
+            return result
+        except InvalidInput:
+            code = "INVALID_ARGUMENT"
+            raise
+        finally:
+            REQUEST_SECONDS.labels("grpc", code).observe(time.perf_counter() - started)
+
     async def run(self, payload: Any) -> tuple[Any, dict[str, str]]:
         """preprocess → predict → postprocess, without kserve's per-stage wrapping.
 
@@ -199,7 +224,10 @@ class HousingModel(Model):  # type: ignore[misc]
         try:
             matrix = tensor.as_numpy()
         except (ValueError, TypeError, OverflowError) as e:
-            raise request_error(f"input data does not match shape {shape}: {e}") from e
+            raise request_error(
+                f"input data does not match shape {shape} (an {tensor.datatype} tensor sends "
+                f"its values as {tensor.datatype.lower()}_contents over gRPC): {e}"
+            ) from e
         if tensor.datatype == "FP32":
             # Widen each float32 through its shortest decimal, so 8.3252 sent as FP32 is the
             # same row (same key, same prediction) as 8.3252 sent as JSON or FP64.

@@ -53,6 +53,14 @@ def v2_body(shape: Any, datatype: str, data: Any) -> bytes:
     return json.dumps({"inputs": [tensor]}).encode()
 
 
+def with_members(tensor_parameters: Any = None, **members: Any) -> bytes:
+    """A good V2 body with request members (or the tensor's parameters) of a wrong type."""
+    tensor: dict[str, Any] = {"name": "input-0", "shape": [1, 8], "datatype": "FP64"}
+    if tensor_parameters is not None:
+        tensor["parameters"] = tensor_parameters
+    return json.dumps({**members, "inputs": [{**tensor, "data": VALUES}]}).encode()
+
+
 def v1_wrap(rows: str) -> str:
     return f'{{"instances": {rows}}}'
 
@@ -232,6 +240,13 @@ def body_cases() -> list[Any]:
         "inputs-not-a-list": [Bad(V2, b'{"inputs": 1}', 400, "inputs")],
         "tensor-without-data": [Bad(V2, NO_DATA, 400, "data")],
         "shape-of-strings": [Bad(V2, v2_body(["a", 8], "FP64", VALUES), 400, "shape")],
+        "v2-member-types": [
+            Bad(V2, with_members(id=5), 400, "id must be a string"),
+            Bad(V2, with_members(parameters={"a": [1]}), 400, "parameters must map names"),
+            Bad(V2, with_members(outputs=3), 400, "outputs must be an array"),
+            Bad(V2, with_members(outputs=[{}]), 400, "outputs[0] must be an object"),
+            Bad(V2, with_members(tensor_parameters=5), 400, "inputs[0].parameters must be"),
+        ],
         "text-plain": [
             Bad(path, GOOD_BODIES[path], 415, "Content-Type", "text/plain")
             for path in (LEGACY, V1, V2)

@@ -61,3 +61,25 @@ def test_grpc_bad_input_is_invalid_argument(
         grpc_infer(server, matrix, "FP64")
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "MedInc" in (e.value.details() or "")
+
+
+def grpc_requests_counted(client: httpx.Client, status: str) -> float:
+    prefix = f'housing_request_seconds_count{{route="grpc",status="{status}"}}'
+    lines = [line for line in client.get("/metrics").text.splitlines() if line.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_grpc_requests_are_timed_by_status(
+    server: ServerProcess, client: httpx.Client, sample: list[dict[str, float]]
+) -> None:
+    ok, invalid = (
+        grpc_requests_counted(client, "OK"),
+        grpc_requests_counted(client, "INVALID_ARGUMENT"),
+    )
+    grpc_infer(server, sample_matrix(sample, np.float64), "FP64")
+    bad = sample_matrix(sample, np.float64)
+    bad[0, 6] = 91.0
+    with pytest.raises(grpc.RpcError):
+        grpc_infer(server, bad, "FP64")
+    assert grpc_requests_counted(client, "OK") == ok + 1
+    assert grpc_requests_counted(client, "INVALID_ARGUMENT") == invalid + 1
