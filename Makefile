@@ -18,7 +18,7 @@ PERF_STAMP := $(VENV)/.installed-perf
 # Extra flags for `make bench` / `make load`, e.g. BENCH_ARGS=--quick LOAD_ARGS="--duration 300"
 BENCH_ARGS ?=
 LOAD_ARGS ?=
-PERF_DOC := docs/performance.md
+PERF_DOC := README.md
 
 .PHONY: serve train test lint format clean constraints bench load
 
