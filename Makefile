@@ -18,9 +18,11 @@ PERF_STAMP := $(VENV)/.installed-perf
 # Extra flags for `make bench` / `make load`, e.g. BENCH_ARGS=--quick LOAD_ARGS="--duration 300"
 BENCH_ARGS ?=
 LOAD_ARGS ?=
+# Extra flags for `make soak`, e.g. SOAK_ARGS="--minutes 10 --rate 300" or SOAK_ARGS=--quick
+SOAK_ARGS ?=
 PERF_DOC := README.md
 
-.PHONY: serve train test lint format clean constraints bench load
+.PHONY: serve train test lint format clean constraints bench load soak
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +60,13 @@ bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) --doc $(PERF_DOC) $(LOAD_ARGS)
+
+# Minutes of mixed k6 load while a private redis-server is stopped and restarted twice (not
+# part of `make test`); writes perf/results/soak-*. Needs the tests extra too: the restarts
+# go through tests/redis_server.py.
+soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts

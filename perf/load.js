@@ -3,6 +3,7 @@
 //
 //   k6 run perf/load.js                                  # ramp: 1 min up to VUS, 5 min held
 //   MODE=rate RATE=830 DURATION=5m k6 run perf/load.js   # open model: RATE requests/s
+//   MODE=rate SCENARIOS=legacy:0.5:200,v2:0:100 k6 run perf/load.js   # several at once
 //
 // Environment (defaults in brackets):
 //   BASE_URL [http://127.0.0.1:8080]  ROUTE legacy|v1|v2 [legacy]  MODEL_NAME [housing]
@@ -10,7 +11,11 @@
 //   MODE ramp|rate [ramp]
 //   ramp: VUS [50] RAMP [1m] HOLD [5m] SLEEP seconds between a VU's requests [0]
 //   rate: RATE requests/s [830] DURATION [5m] PRE_VUS [50] MAX_VUS [400]
-//   UNIQUE_BASE first unique Population value, so runs against one cache never meet [1000]
+//   SCENARIOS (rate only) several open-model scenarios at once, in place of ROUTE,
+//     CACHE_RATE and RATE: comma-separated ROUTE:CACHE_RATE:RATE; scenario k is named
+//     ROUTE_k (a `scenario` tag on its requests) and gets its own PRE_VUS and MAX_VUS [none]
+//   UNIQUE_BASE first unique Population value, so runs against one cache never meet [1000];
+//     iteration i of scenario k of N uses UNIQUE_BASE + i*N + k, unique across scenarios
 //   P99_MS threshold on the P99 latency [50]
 //   SUMMARY_JSON file for the end-of-test summary as JSON [none]
 //
@@ -60,22 +65,46 @@ const ROUTES = {
     prediction: (r) => r.json("outputs.0.data.0"),
   },
 };
-if (!(ROUTE in ROUTES)) {
-  throw new Error(`ROUTE must be one of ${Object.keys(ROUTES)}, got ${ROUTE}`);
+// The scenarios: one called "load" from ROUTE, CACHE_RATE and RATE, or those of SCENARIOS.
+function mix() {
+  if (!__ENV.SCENARIOS) {
+    return [{ name: "load", route: ROUTE, cacheRate: CACHE_RATE, rate: RATE }];
+  }
+  if (MODE !== "rate") {
+    throw new Error(`SCENARIOS needs MODE=rate, got ${MODE}`);
+  }
+  return __ENV.SCENARIOS.split(",").map((spec, k) => {
+    const [route, cacheRate, rate] = spec.split(":");
+    return { name: `${route}_${k}`, route, cacheRate: Number(cacheRate), rate: Number(rate) };
+  });
 }
-if (!(CACHE_RATE >= 0 && CACHE_RATE <= 1)) {
-  throw new Error(`CACHE_RATE must be within 0..1, got ${__ENV.CACHE_RATE}`);
+const MIX = mix();
+for (const { route, cacheRate, rate } of MIX) {
+  if (!(route in ROUTES)) {
+    throw new Error(`ROUTE must be one of ${Object.keys(ROUTES)}, got ${route}`);
+  }
+  if (!(cacheRate >= 0 && cacheRate <= 1)) {
+    throw new Error(`CACHE_RATE must be within 0..1, got ${cacheRate}`);
+  }
+  if (!(rate > 0)) {
+    throw new Error(`RATE must be positive, got ${rate}`);
+  }
 }
-const route = ROUTES[ROUTE];
-const URL = BASE_URL + route.path;
-const FIXED_BODY = JSON.stringify(route.body(SAMPLE));
+const TARGETS = Object.fromEntries(
+  MIX.map((s, k) => {
+    const route = ROUTES[s.route];
+    const fixedBody = JSON.stringify(route.body(SAMPLE));
+    return [s.name, { ...s, index: k, api: route, url: BASE_URL + route.path, fixedBody }];
+  }),
+);
+const TOTAL_RATE = MIX.reduce((sum, s) => sum + s.rate, 0);
 const PARAMS = { headers: { "Content-Type": "application/json" } };
 
-function scenario() {
+function scenario(rate) {
   if (MODE === "rate") {
     return {
       executor: "constant-arrival-rate",
-      rate: RATE,
+      rate,
       timeUnit: "1s",
       duration: __ENV.DURATION || "5m",
       preAllocatedVUs: Number(__ENV.PRE_VUS || "50"),
@@ -107,28 +136,35 @@ const thresholds = {
 };
 if (MODE === "rate") {
   // The generator could not keep up with RATE: fewer than 1% of iterations may be dropped.
-  thresholds.dropped_iterations = [`rate<${RATE / 100}`];
+  thresholds.dropped_iterations = [`rate<${TOTAL_RATE / 100}`];
+}
+if (MIX.length > 1) {
+  for (const { name } of MIX) {
+    thresholds[`http_req_duration{scenario:${name}}`] = ["max>=0"];
+  }
 }
 
 export const options = {
-  scenarios: { load: scenario() },
+  scenarios: Object.fromEntries(MIX.map((s) => [s.name, scenario(s.rate)])),
   thresholds,
   summaryTrendStats: ["avg", "min", "med", "p(50)", "p(90)", "p(95)", "p(99)", "max"],
 };
 
 // Iteration i repeats the fixed payload when the running count of repeats steps up, so
-// exactly CACHE_RATE of the iterations repeat, spread evenly, with no random numbers.
-function repeats(i) {
-  return Math.floor((i + 1) * CACHE_RATE) > Math.floor(i * CACHE_RATE);
+// exactly cacheRate of the iterations repeat, spread evenly, with no random numbers.
+function repeats(i, cacheRate) {
+  return Math.floor((i + 1) * cacheRate) > Math.floor(i * cacheRate);
 }
 
 export default function () {
+  const target = TARGETS[exec.scenario.name];
   const i = exec.scenario.iterationInTest;
-  const repeat = repeats(i);
+  const repeat = repeats(i, target.cacheRate);
+  const population = UNIQUE_BASE + i * MIX.length + target.index;
   const body = repeat
-    ? FIXED_BODY
-    : JSON.stringify(route.body({ ...SAMPLE, Population: UNIQUE_BASE + i }));
-  const response = http.post(URL, body, {
+    ? target.fixedBody
+    : JSON.stringify(target.api.body({ ...SAMPLE, Population: population }));
+  const response = http.post(target.url, body, {
     ...PARAMS,
     tags: { payload: repeat ? "repeat" : "unique" },
   });
@@ -136,7 +172,7 @@ export default function () {
     "status is 200": (r) => r.status === 200,
     "body has a numeric prediction": (r) => {
       try {
-        return Number.isFinite(route.prediction(r));
+        return Number.isFinite(target.api.prediction(r));
       } catch (e) {
         return false;
       }
@@ -164,8 +200,11 @@ export function handleSummary(data) {
         .map(([threshold]) => `${name} ${threshold}`),
     )
     .join(", ");
+  const what = __ENV.SCENARIOS
+    ? `SCENARIOS=${__ENV.SCENARIOS}`
+    : `${ROUTE} CACHE_RATE=${CACHE_RATE}`;
   const line =
-    `${ROUTE} CACHE_RATE=${CACHE_RATE} ${MODE}: ${reqs.count} requests ` +
+    `${what} ${MODE}: ${reqs.count} requests ` +
     `(${reqs.rate.toFixed(1)}/s), P50 ${ms(duration, "p(50)")}, ` +
     `P90 ${ms(duration, "p(90)")}, P95 ${ms(duration, "p(95)")}, P99 ${ms(duration, "p(99)")}, ` +
     `failed ${(100 * failed).toFixed(2)}%, dropped ${dropped}; ` +

@@ -1,0 +1,50 @@
+"""`make soak`'s tool runs end to end, writes well-formed reports and sees its Redis outage;
+never a timing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from perf.loadgen import K6_SCRIPT, k6_executable
+from perf.soak import PHASES
+from tests.server import REPO
+
+
+def test_k6_runs_several_scenarios_at_once() -> None:
+    variables = ["-e", "MODE=rate", "-e", "SCENARIOS=legacy:0.5:20,v2:0:10"]
+    done = subprocess.run(
+        [k6_executable(), "inspect", *variables, str(K6_SCRIPT)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    scenarios = json.loads(done.stdout)["scenarios"]
+    assert {name: s["rate"] for name, s in scenarios.items()} == {"legacy_0": 20, "v2_1": 10}
+
+
+def test_quick_soak_writes_the_report_and_sees_the_outage(model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "perf.soak", "--model_dir", str(model_dir), "--quick"]
+    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (md,) = out.glob("soak-*.md")
+    (data_path,) = out.glob("soak-*.json")
+    data = json.loads(data_path.read_text())
+    assert data["overall"]["requests"] == sum(s["requests"] for s in data["phases"].values())
+    assert set(data["phases"]) == set(PHASES)
+    assert data["rss"]["cold_mib"] > 0 and data["rss"]["end_mib"] > 0
+    assert [t["target"].split(" ")[0] for t in data["targets"]][:2] == ["non-2xx", "RSS"]
+
+    (fault,) = data["faults"]
+    assert fault["restarted_s"] > fault["stopped_s"]
+    moved = data["metric_deltas"]
+    assert any(key.startswith("housing_redis_errors_total") for key in moved)
+    assert any(key.startswith("housing_redis_skipped_total") for key in moved), "breaker open"
+
+    text = md.read_text()
+    for heading in ("Targets", "Latency by window", "Redis outages", "Memory", "Timeline"):
+        assert f"### {heading}" in text
+    assert "| SIGTERM |" in text
