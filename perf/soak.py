@@ -8,15 +8,17 @@ then runs `perf/load.js` in the open model with three scenarios at once (`MIX`: 
 V1 and V2 at different cache rates; every unique row unique over the whole soak, so the
 in-process LRU fills up to `--cache_size` and then evicts). On a schedule (`outages`) it
 stops Redis, with SIGTERM the first time and SIGKILL the next, and restarts it empty on
-the same port. Meanwhile it samples the server's RSS (`/proc/PID/status`), its breaker
-state and rows predicted (`/metrics`) every few seconds; k6 writes every request to a
-gzipped CSV in the work directory, from which latencies are split into "Redis up",
-"Redis down" and "after restart" windows.
+the same port. Meanwhile it samples the server's RSS (`/proc/PID/status`), rows predicted
+and Redis errors (`/metrics`) every few seconds, and scrapes `/metrics` at the start, at
+each stop and restart, and at the end; the server's log gives each change of its Redis
+breaker. k6 writes every request to a gzipped CSV in the work directory, from which
+latencies are split into "Redis up", "Redis down" and "after restart" windows.
 
 Writes `perf/results/soak-<stamp>.{json,md}`: requests, non-2xx (what they were),
-latency per window, per outage and per interval, RSS from cold start and from the moment
-the LRU is full, the fault timeline and the server's metric deltas, against the targets
-(no non-2xx; RSS growth under 10%).
+latency per window, per outage and per interval, RSS at cold start (ready, before any
+request), when the LRU first holds `--cache_size` rows, and at the end, the fault
+timeline, the breaker's changes and the server's metric deltas, against the targets (no
+non-2xx; RSS growth under 10%).
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import json
 import os
+import re
 import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -47,9 +52,12 @@ from tests.redis_server import RedisServer, running_redis
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
 SERVER_HISTOGRAM: Final = "housing_request_seconds"
-BREAKER_GAUGE: Final = "housing_redis_breaker_state"
-BREAKER_OPEN: Final = 2.0
 ROWS_PREDICTED: Final = "housing_rows_predicted_total"
+REDIS_ERRORS: Final = "housing_redis_errors_total"
+REDIS_SKIPPED: Final = "housing_redis_skipped_total"
+# The server logs each change of its Redis breaker: closed → open, and back to closed.
+BREAKER_OPENED: Final = re.compile(r"^Redis at \S+ unavailable \((?P<reason>.*)\); serving")
+BREAKER_CLOSED: Final = re.compile(r"^Redis at \S+ answers again;")
 # Requests in this many seconds after a restart are "after restart", not "Redis up": the
 # breaker lets a probe through only after its cool-down (5 s by default).
 RECOVERY_SECONDS: Final = 10.0
@@ -112,8 +120,8 @@ class Sample:
 
     t_s: float
     rss_mib: float
-    breaker_state: float
     rows_predicted: float
+    redis_errors: float
     redis_up: bool
     load_1m: float
 
@@ -139,6 +147,15 @@ class Fault:
     def recovering(self, t_s: float) -> bool:
         restarted = self.restarted_s
         return restarted is not None and restarted <= t_s < restarted + RECOVERY_SECONDS
+
+
+class Transition(NamedTuple):
+    """A change of the server's Redis breaker, from its log."""
+
+    t_s: float
+    opened: bool
+    reason: str
+    """Why it opened (the last Redis error); empty when it closed."""
 
 
 class Request(NamedTuple):
@@ -178,8 +195,8 @@ class Soak:
             Sample(
                 t_s=self.elapsed(),
                 rss_mib=rss_mib(self.service.pid),
-                breaker_state=total(metrics, BREAKER_GAUGE),
                 rows_predicted=total(metrics, ROWS_PREDICTED),
+                redis_errors=total(metrics, REDIS_ERRORS),
                 redis_up=self.redis.running,
                 load_1m=os.getloadavg()[0],
             )
@@ -242,6 +259,7 @@ class Measured:
     samples: list[Sample]
     faults: list[Fault]
     requests: list[Request]
+    transitions: list[Transition]
 
 
 def measure(options: Options) -> Measured:
@@ -262,7 +280,8 @@ def measure(options: Options) -> Measured:
             result = soak.watch(k6)
             print(result.summary_line, flush=True)
     requests = read_requests(csv_path, soak.started)
-    return Measured(result, cold_rss, seen, soak.samples, soak.faults, requests)
+    transitions = read_transitions(service.log_path, soak.started)
+    return Measured(result, cold_rss, seen, soak.samples, soak.faults, requests, transitions)
 
 
 def read_requests(csv_path: Path, started: float) -> list[Request]:
@@ -279,6 +298,22 @@ def read_requests(csv_path: Path, started: float) -> list[Request]:
             for row in csv.DictReader(text)
             if row["metric_name"] == "http_req_duration"
         ]
+
+
+def read_transitions(log_path: Path, started: float) -> list[Transition]:
+    """The breaker's changes that the server logged (JSON lines), in seconds since `started`."""
+    transitions = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        opened = BREAKER_OPENED.match(record["message"])
+        if opened or BREAKER_CLOSED.match(record["message"]):
+            t_s = datetime.fromisoformat(record["time"]).timestamp() - started
+            transitions.append(
+                Transition(t_s, opened is not None, opened["reason"] if opened else "")
+            )
+    return transitions
 
 
 # -- analysis ------------------------------------------------------------------------------
@@ -330,15 +365,13 @@ def by_scenario(requests: Sequence[Request], options: Options) -> dict[str, dict
     }
 
 
-def fault_rows(
-    faults: Sequence[Fault], requests: Sequence[Request], samples: Sequence[Sample]
-) -> list[dict[str, Any]]:
+def fault_rows(measured: Measured) -> list[dict[str, Any]]:
     rows = []
-    for fault in faults:
-        during = [request for request in requests if fault.contains(request.t_s)]
-        after = [request for request in requests if fault.recovering(request.t_s)]
-        open_at = _first_sample(samples, fault.stopped_s, lambda s: s.breaker_state == BREAKER_OPEN)
-        closed_at = _first_sample(samples, fault.restarted_s, lambda s: s.breaker_state == 0)
+    for fault in measured.faults:
+        opened = _first(measured.transitions, fault.stopped_s, opened=True)
+        closed = _first(measured.transitions, fault.restarted_s, opened=False)
+        during = [request for request in measured.requests if fault.contains(request.t_s)]
+        after = [request for request in measured.requests if fault.recovering(request.t_s)]
         server = percentiles_ms(fault.at_stop, fault.at_restart, SERVER_HISTOGRAM)
         rows.append(
             {
@@ -346,14 +379,10 @@ def fault_rows(
                 "stopped_s": fault.stopped_s,
                 "restarted_s": fault.restarted_s,
                 "down_s": fault.down_s,
-                "breaker_open_seen_s": open_at,
-                "breaker_closed_seen_s": closed_at,
-                "redis_errors": delta(
-                    fault.at_stop, fault.at_restart, "housing_redis_errors_total"
-                ),
-                "redis_skipped": delta(
-                    fault.at_stop, fault.at_restart, "housing_redis_skipped_total"
-                ),
+                "breaker_opened_after_s": opened,
+                "breaker_closed_after_restart_s": closed,
+                "redis_errors": delta(fault.at_stop, fault.at_restart, REDIS_ERRORS),
+                "redis_skipped": delta(fault.at_stop, fault.at_restart, REDIS_SKIPPED),
                 "during": latency(during),
                 "server_p99_ms_during": server["p99"],
                 "after_restart": latency(after),
@@ -362,34 +391,37 @@ def fault_rows(
     return rows
 
 
-def _first_sample(
-    samples: Sequence[Sample], since: float | None, test: Callable[[Sample], bool]
-) -> float | None:
-    """Seconds after `since` of the first sample at or after it that passes `test`."""
+def _first(transitions: Sequence[Transition], since: float | None, opened: bool) -> float | None:
+    """Seconds from `since` to the breaker's first opening (or closing) at or after it."""
     if since is None:
         return None
-    return next((s.t_s - since for s in samples if s.t_s >= since and test(s)), None)
+    times = (t.t_s for t in transitions if t.opened is opened and t.t_s >= since)
+    return next((t_s - since for t_s in times), None)
 
 
 def intervals(measured: Measured, options: Options) -> list[dict[str, Any]]:
+    """Latency, Redis state and errors, breaker openings and RSS per `interval_s` slice."""
     rows = []
+    previous = measured.samples[0]
     for start in range(0, options.seconds, options.interval_s):
         end = start + options.interval_s
-        requests = [r for r in measured.requests if start <= r.t_s < end]
-        inside = [s for s in measured.samples if start <= s.t_s < end]
-        down = sum(not s.redis_up for s in inside)
-        redis = "down" if inside and down == len(inside) else "partly down" if down else "up"
+        inside = [s for s in measured.samples if start <= s.t_s < end] or [previous]
+        last, down = inside[-1], sum(not s.redis_up for s in inside)
+        opened = [t for t in measured.transitions if t.opened and start <= t.t_s < end]
         rows.append(
             {
                 "from_s": start,
                 "to_s": end,
-                **latency(requests),
-                "redis": redis,
-                "breaker_max": max((s.breaker_state for s in inside), default=None),
-                "rss_mib": inside[-1].rss_mib if inside else None,
-                "rows_predicted": inside[-1].rows_predicted if inside else None,
+                **latency([r for r in measured.requests if start <= r.t_s < end]),
+                "redis": "down" if down == len(inside) else "partly down" if down else "up",
+                "rss_mib": last.rss_mib,
+                "breaker_opened": len(opened),
+                "redis_errors": last.redis_errors - previous.redis_errors,
+                "rows_predicted": last.rows_predicted,
+                "load_1m": last.load_1m,
             }
         )
+        previous = last
     return rows
 
 
@@ -407,6 +439,17 @@ def rss_summary(measured: Measured, cache_size: int) -> dict[str, Any]:
         "growth_from_cold": end / measured.cold_rss_mib - 1,
         "growth_from_lru_full": end / full.rss_mib - 1 if full else None,
     }
+
+
+def breaker_summary(
+    transitions: Sequence[Transition], faults: Sequence[Fault]
+) -> list[dict[str, Any]]:
+    """How often the breaker opened in each window, and why."""
+    counts = Counter((phase(t.t_s, faults), t.reason) for t in transitions if t.opened)
+    return [
+        {"window": where, "reason": reason, "opened": n}
+        for (where, reason), n in counts.most_common()
+    ]
 
 
 def metric_deltas(before: Scrape, after: Scrape) -> dict[str, float]:
@@ -438,15 +481,16 @@ def targets(non_2xx_count: int, rss: dict[str, Any]) -> list[dict[str, Any]]:
 
 def analyse(measured: Measured, options: Options) -> dict[str, Any]:
     requests, faults = measured.requests, measured.faults
-    rss = rss_summary(measured, options.cache_size)
-    failures = non_2xx(requests)
+    rss, overall = rss_summary(measured, options.cache_size), latency(requests)
     return {
         "k6": measured.k6.as_dict(),
-        "overall": latency(requests),
+        "overall": overall,
         "phases": by_phase(requests, faults),
         "scenarios": by_scenario(requests, options),
         "non_2xx": non_2xx_breakdown(requests, faults),
-        "faults": fault_rows(faults, requests, measured.samples),
+        "faults": fault_rows(measured),
+        "breaker": breaker_summary(measured.transitions, faults),
+        "breaker_transitions": [t._asdict() for t in measured.transitions],
         "intervals": intervals(measured, options),
         "rss": rss,
         "server_cores": measured.seen.cores,
@@ -454,7 +498,7 @@ def analyse(measured: Measured, options: Options) -> dict[str, Any]:
         "full_gcs": measured.seen.full_gcs,
         "metric_deltas": metric_deltas(measured.seen.before, measured.seen.after),
         "samples": [asdict(sample) for sample in measured.samples],
-        "targets": targets(len(failures), rss),
+        "targets": targets(overall["non_2xx"], rss),
     }
 
 
@@ -491,16 +535,16 @@ def _latency_tables(result: dict[str, Any]) -> list[str]:
 
 
 def _faults_table(result: dict[str, Any]) -> str:
-    header = ["signal", "stopped at s", "down s", "breaker open seen after s"]
-    header += ["breaker closed seen s after restart", "Redis errors", "Redis ops skipped"]
+    header = ["signal", "stopped at s", "down s", "breaker opened after s"]
+    header += ["breaker closed s after restart", "Redis errors", "Redis ops skipped"]
     header += ["P99 ms down", "server P99 ms down", "P99 ms after restart", "non-2xx"]
     rows = [
         [
             f["signal"],
             f["stopped_s"],
             f["down_s"],
-            f["breaker_open_seen_s"],
-            f["breaker_closed_seen_s"],
+            f["breaker_opened_after_s"],
+            f["breaker_closed_after_restart_s"],
             f["redis_errors"],
             f["redis_skipped"],
             f["during"]["p99"],
@@ -522,13 +566,14 @@ def _memory_table(rss: dict[str, Any]) -> str:
 
 
 def _timeline_table(result: dict[str, Any]) -> str:
-    header = ["from s", "to s", *LATENCY_HEADER, "Redis", "breaker max", "RSS MiB"]
-    keys = ("redis", "breaker_max", "rss_mib", "rows_predicted")
+    header = ["from s", "to s", *LATENCY_HEADER, "Redis", "RSS MiB"]
+    header += ["breaker opened", "Redis errors", "rows predicted"]
+    keys = ("redis", "rss_mib", "breaker_opened", "redis_errors", "rows_predicted", "load_1m")
     rows = [
         [row["from_s"], row["to_s"], *_latency_cells(row), *(row[key] for key in keys)]
         for row in result["intervals"]
     ]
-    return report.table([*header, "rows predicted"], rows)
+    return report.table([*header, "load 1 min"], rows)
 
 
 def _setup(info: dict[str, Any], options: Options) -> str:
@@ -568,6 +613,14 @@ def render(info: dict[str, Any], options: Options, result: dict[str, Any]) -> st
         *_latency_tables(result),
         "### Redis outages",
         _faults_table(result),
+        (
+            "The breaker's changes, from the server's log (it logs each closed → open and "
+            "each return to closed):"
+        ),
+        report.table(
+            ["window", "breaker opened", "last Redis error"],
+            [[row["window"], row["opened"], row["reason"]] for row in result["breaker"]],
+        ),
         "### Memory",
         _memory_table(result["rss"]),
         "### Timeline",

@@ -43,6 +43,7 @@ def test_quick_soak_writes_the_report_and_sees_the_outage(model_dir: Path, tmp_p
     moved = data["metric_deltas"]
     assert any(key.startswith("housing_redis_errors_total") for key in moved)
     assert any(key.startswith("housing_redis_skipped_total") for key in moved), "breaker open"
+    assert any(row["window"] == "Redis down" for row in data["breaker"]), "the breaker opened"
 
     text = md.read_text()
     for heading in ("Targets", "Latency by window", "Redis outages", "Memory", "Timeline"):
