@@ -114,9 +114,18 @@ class RedisCache:
         if not self._breaker.allow():
             REDIS_SKIPPED.labels("set").inc()
             return
-        task = asyncio.create_task(self._write(dict(entries)))
+        self._track(asyncio.create_task(self._write(dict(entries))))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keep a background task referenced until it is done; `close` waits for them."""
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
+
+    async def _drop_idle_connections(self) -> None:
+        try:
+            await self._client.connection_pool.disconnect(inuse_connections=False)
+        except Exception as e:  # best effort: a connection left is found dead later
+            logger.debug("Dropping idle Redis connections failed: %s", e)
 
     async def close(self) -> None:
         """Let pending writes finish (each is bounded by the timeout), then disconnect."""
@@ -157,6 +166,10 @@ class RedisCache:
     def _breaker_changed(self, old: BreakerState, new: BreakerState) -> None:
         REDIS_BREAKER_STATE.set(new)
         if old is BreakerState.CLOSED and new is BreakerState.OPEN:
+            # The pooled connections belong to the Redis that failed: drop the idle ones
+            # now, so that after a restart the first requests do not find them dead one
+            # by one (each would cost a miss or a lost write).
+            self._track(asyncio.create_task(self._drop_idle_connections()))
             logger.warning(
                 "Redis at %s unavailable (%s); serving from the in-process cache until it "
                 "returns (next probe in %g s)",
