@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import logging.config
+import warnings
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -91,3 +92,6 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
 def configure(log_format: str, level: str) -> None:
     logging.config.dictConfig(logging_config(log_format, level))
     logging.captureWarnings(True)
+    # kserve's own endpoints use FastAPI's ORJSONResponse, which FastAPI now deprecates:
+    # nothing an operator of this server can act on.
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
