@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from predictor.metrics import CACHE_HITS, CACHE_MISSES
 from predictor.settings import CacheSettings
@@ -26,6 +26,11 @@ V = TypeVar("V")
 
 class PredictionCache(Protocol):
     """What the model needs of a cache. Implementations never raise on the request path."""
+
+    @property
+    def shared(self) -> bool:
+        """True when a lookup may wait on I/O, so other requests can run meanwhile."""
+        ...
 
     def peek(self, keys: Sequence[str]) -> list[float | None]:
         """Like `lookup`, from the in-process tier only: no I/O, no await."""
@@ -42,6 +47,12 @@ class PredictionCache(Protocol):
     async def close(self) -> None:
         """Release connections and background tasks."""
         ...
+
+
+def count(counter: Any, n: int) -> None:
+    """Add `n` to a Prometheus counter; skipped for 0 (the hot path counts often)."""
+    if n:
+        counter.inc(n)
 
 
 def cache_key(prefix: str, model_version: str, row_digest: str) -> str:
@@ -103,6 +114,8 @@ class LRU(Generic[K, V]):
 class LocalCache(LRU[str, float]):
     """The in-process prediction tier: row key → prediction."""
 
+    shared = False
+
     def peek(self, keys: Sequence[str]) -> list[float | None]:
         return self.get_many(keys)
 
@@ -130,6 +143,10 @@ class TieredCache:
         self._local_hits = CACHE_HITS.labels(tier="local")
         self._redis_hits = CACHE_HITS.labels(tier="redis")
 
+    @property
+    def shared(self) -> bool:
+        return self.remote is not None
+
     async def start(self) -> None:
         """Probe the shared tier, if any, and log its state; never raises."""
         if self.remote is not None:
@@ -137,13 +154,13 @@ class TieredCache:
 
     def peek(self, keys: Sequence[str]) -> list[float | None]:
         found = self.local.get_many(keys)
-        self._local_hits.inc(sum(value is not None for value in found))
+        count(self._local_hits, sum(value is not None for value in found))
         return found
 
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
         found = self.local.get_many(keys)
         missing = [i for i, value in enumerate(found) if value is None]
-        self._local_hits.inc(len(keys) - len(missing))
+        count(self._local_hits, len(keys) - len(missing))
         filled: dict[str, float] = {}
         if missing and self.remote is not None:
             remote = await self.remote.lookup([keys[i] for i in missing])
@@ -151,8 +168,8 @@ class TieredCache:
                 if value is not None:
                     found[i] = filled[keys[i]] = value
             self.local.put_many(filled)
-            self._redis_hits.inc(len(filled))
-        CACHE_MISSES.inc(len(missing) - len(filled))
+            count(self._redis_hits, len(filled))
+        count(CACHE_MISSES, len(missing) - len(filled))
         return found
 
     async def insert(self, entries: Mapping[str, float]) -> None:

@@ -23,7 +23,7 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
 from predictor.artifact import load_serving_model
-from predictor.cache import PredictionCache, cache_key
+from predictor.cache import PredictionCache, cache_key, count
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.metrics import MODEL_SECONDS, REQUEST_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
@@ -257,10 +257,22 @@ class HousingModel(Model):  # type: ignore[misc]
             return BatchResult(payload, np.array(found, dtype=np.float64), "HIT")
         predictions = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
         cached = np.ones(len(found), dtype=bool)
-        for run, (rows, positions) in self._join_flights(payload, pending).items():
-            answers = await asyncio.shield(run)
-            predictions[rows] = answers.values[positions]
-            cached[rows] = answers.cached[positions]
+        if not self._cache.shared and self._inline and len(pending) <= INLINE_MAX_ROWS:
+            # Nothing below suspends (in-process cache, model on the event loop), so no
+            # other request can run in between: there is no flight to share.
+            unique: dict[str, int] = {}
+            for i in pending:
+                unique.setdefault(payload.keys[i], i)
+            answers = await self._answer(list(unique), payload.rows[list(unique.values())])
+            index = {key: j for j, key in enumerate(unique)}
+            positions = [index[payload.keys[i]] for i in pending]
+            predictions[pending] = answers.values[positions]
+            cached[pending] = answers.cached[positions]
+        else:
+            for run, (rows, positions) in self._join_flights(payload, pending).items():
+                answers = await asyncio.shield(run)
+                predictions[rows] = answers.values[positions]
+                cached[rows] = answers.cached[positions]
         status = "MISS" if not cached.any() else "HIT" if cached.all() else "PARTIAL"
         return BatchResult(payload, predictions, status)
 
@@ -281,7 +293,7 @@ class HousingModel(Model):  # type: ignore[misc]
             for j, key in enumerate(keys):
                 self._in_flight[key] = (run, j)
             run.add_done_callback(lambda _: self._land(keys))
-        ROWS_COALESCED.inc(len(pending) - len(new))
+        count(ROWS_COALESCED, len(pending) - len(new))
         groups: dict[asyncio.Task[_Answers], tuple[list[int], list[int]]] = {}
         for i in pending:
             run, j = self._in_flight[batch.keys[i]]

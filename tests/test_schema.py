@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from predictor.schema import (
     FEATURES,
+    PYTHON_CHECK_MAX_ROWS,
     InvalidRows,
     validate_arrays,
     validate_instances,
@@ -150,3 +151,28 @@ def test_object_and_matrix_paths_agree(items: list[dict[str, float]]) -> None:
         assert from_objects is None and from_matrix is None
     else:
         assert from_objects.tobytes() == from_matrix.tobytes()
+
+
+edge_values = st.sampled_from(
+    [0.0, -0.0, 1e-300, -1e-300, 90.0, -90.0, 90.0000001, 180.0, -180.0, -180.0000001]
+)
+cell = edge_values | st.floats(allow_nan=True, allow_infinity=True)
+
+
+@given(st.lists(st.lists(cell, min_size=8, max_size=8), min_size=1, max_size=3))
+def test_few_rows_and_many_rows_apply_the_same_bounds(rows: list[list[float]]) -> None:
+    """Few rows are checked value by value, many with NumPy: same cells, same messages."""
+
+    def errors(matrix: np.ndarray) -> list[tuple[int | None, str | None, str]]:
+        try:
+            validate_matrix(matrix)
+        except InvalidRows as e:
+            return [(err.index, err.field, err.message) for err in e.errors]
+        return []
+
+    few = np.array(rows, dtype=np.float64)
+    many = np.tile(few, (PYTHON_CHECK_MAX_ROWS + 1, 1))
+    found_few, found_many = errors(few), errors(many)
+    # Both list bad cells in row order, at most 5; the tiled matrix repeats the rows after.
+    assert found_many[: len(found_few)] == found_few
+    assert bool(found_many) == bool(found_few)

@@ -27,6 +27,8 @@ ROWS = [
 class SlowCache(LocalCache):
     """The in-process LRU, answering each lookup after a delay."""
 
+    shared = True  # its lookups suspend, as a shared tier's do
+
     def __init__(self, delay: float = 0.02) -> None:
         super().__init__(1000, 60.0)
         self.delay = delay
