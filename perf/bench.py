@@ -20,7 +20,6 @@ py-spy profile of the server of every missed target, and with `--doc` replaces t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import itertools
 import json
@@ -48,7 +47,6 @@ from perf.procs import (
 )
 from perf.profile import start_recording, summarize
 
-RESULTS: Final = Path(__file__).resolve().parent / "results"
 # Unique rows of different targets must not meet in the cache: each target has its own
 # range of Population values (perf/wrk.lua adds 1e9 per wrk thread, then a counter).
 UNIQUE_RANGE: Final = 10**11
@@ -449,20 +447,13 @@ def render(
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m perf.bench",
-        description="Benchmark this project against its peers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
+    parser = report.tool_parser("bench", "Benchmark this project against its peers.", "Logs, temp.")
     parser.add_argument("--seconds", type=float, default=12.0, help="Measured s per target.")
     parser.add_argument("--warmup", type=float, default=3.0, help="Warm-up s per target.")
     parser.add_argument("--connections", type=int, default=20, help="wrk connections.")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads.")
     parser.add_argument("--cold_starts", type=int, default=5, help="Cold starts to time.")
     parser.add_argument("--profile_seconds", type=float, default=8.0, help="py-spy seconds.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Results directory.")
-    parser.add_argument("--work_dir", type=Path, default=RESULTS / "tmp", help="Logs, temp.")
     parser.add_argument("--doc", type=Path, help="Markdown file whose perf:bench to update.")
     parser.add_argument("--no-mlserver", action="store_true", help="Skip MLServer.")
     parser.add_argument(
@@ -475,8 +466,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.cold_starts, args.profile_seconds = 2.0, 1.0, 1, 2.0
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    report.make_dirs(args)
     return Options(
         model_dir=args.model_dir,
         seconds=args.seconds,

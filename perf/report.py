@@ -7,6 +7,7 @@ so the docs show the tables of the last run and nobody types a number in.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -123,3 +124,25 @@ def relpath(target: Path, doc: Path) -> str:
 
 def link(target: Path, doc: Path) -> str:
     return f"[{target.name}]({relpath(target, doc)})"
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def tool_parser(module: str, description: str, work_help: str) -> argparse.ArgumentParser:
+    """The flags every perf tool shares: the model, where results and scratch files go."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m perf.{module}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="Results directory.")
+    parser.add_argument("--work_dir", type=Path, default=RESULTS / "tmp", help=work_help)
+    return parser
+
+
+def make_dirs(args: argparse.Namespace) -> None:
+    """Create the tool's results and scratch directories."""
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)

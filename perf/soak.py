@@ -23,7 +23,6 @@ non-2xx; RSS growth under 10%).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gzip
 import json
@@ -50,7 +49,6 @@ from perf.procs import running as running_service
 from perf.promtext import Scrape, delta, percentiles_ms, scrape, total
 from tests.redis_server import RedisServer, running_redis
 
-RESULTS: Final = Path(__file__).resolve().parent / "results"
 SERVER_HISTOGRAM: Final = "housing_request_seconds"
 ROWS_PREDICTED: Final = "housing_rows_predicted_total"
 REDIS_ERRORS: Final = "housing_redis_errors_total"
@@ -649,19 +647,16 @@ def schedule(seconds: int, outage_s: float, quick: bool) -> tuple[Outage, ...]:
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m perf.soak",
-        description="Minutes of mixed k6 load while the private Redis is stopped and restarted.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = report.tool_parser(
+        "soak",
+        "Minutes of mixed k6 load while the private Redis is stopped and restarted.",
+        "Logs, k6 CSV.",
     )
-    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
     parser.add_argument("--minutes", type=float, default=5.0, help="Length of the load.")
     parser.add_argument("--rate", type=int, default=400, help="Requests/s, all scenarios.")
     parser.add_argument("--cache_size", type=int, default=20_000, help="Server's LRU bound.")
     parser.add_argument("--outage_seconds", type=float, default=25.0, help="Redis down for.")
     parser.add_argument("--sample_seconds", type=float, default=2.0, help="RSS sampling.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Results directory.")
-    parser.add_argument("--work_dir", type=Path, default=RESULTS / "tmp", help="Logs, k6 CSV.")
     parser.add_argument(
         "--quick", action="store_true", help="Smoke run: 32 s at 100/s, one 10 s outage."
     )
@@ -673,7 +668,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     outages = schedule(seconds, args.outage_seconds, args.quick)
     if outages[-1].end_s > seconds - RECOVERY_SECONDS:
         parser.error("--outage_seconds too long: Redis must be back before the load ends")
-    args.work_dir.mkdir(parents=True, exist_ok=True)
+    report.make_dirs(args)
     return Options(
         model_dir=args.model_dir,
         seconds=seconds,

@@ -17,7 +17,6 @@ plot; with `--doc`, replaces the `perf:load` section of that markdown file.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +38,6 @@ from perf.procs import (
 )
 from perf.promtext import percentiles_ms
 
-RESULTS: Final = Path(__file__).resolve().parent / "results"
 CACHE_RATES: Final = (0.0, 0.5, 0.75, 0.999, 1.0)
 ORIGINAL_RATE: Final = 830
 SERVER_HISTOGRAM: Final = "housing_request_seconds"
@@ -227,12 +225,9 @@ def render(
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m perf.sweep",
-        description="k6 at the original's cache rates against one predictor process.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = report.tool_parser(
+        "sweep", "k6 at the original's cache rates against one predictor process.", "Logs, temp."
     )
-    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
     parser.add_argument("--route", choices=ROUTES, default="legacy", help="Route to load.")
     parser.add_argument("--duration", type=int, default=60, help="Seconds per cache rate.")
     parser.add_argument("--rate", type=int, default=ORIGINAL_RATE, help="Requests/s.")
@@ -240,15 +235,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--probe_seconds", type=int, default=10, help="Seconds per probe.")
     parser.add_argument("--max_probes", type=int, default=8, help="Probes of the search.")
     parser.add_argument("--slo_p99_ms", type=float, default=25.0, help="P99 to sustain.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Results directory.")
-    parser.add_argument("--work_dir", type=Path, default=RESULTS / "tmp", help="Logs, temp.")
     parser.add_argument("--doc", type=Path, help="Markdown file whose perf:load to update.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: seconds per rate.")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.probe_seconds, args.max_probes = 2, 1, 2
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    report.make_dirs(args)
     return Options(
         model_dir=args.model_dir,
         route=args.route,
