@@ -121,12 +121,18 @@ def test_hey_script_is_valid_bash() -> None:
     subprocess.run(["bash", "-n", str(REPO / "perf" / "hey.sh")], check=True)
 
 
-def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: Path) -> None:
+def run_quick(tool: str, model_dir: Path, tmp_path: Path, timeout: float) -> Path:
+    """Run `python -m perf.TOOL --quick` into tmp_path; return its results directory."""
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "perf.sweep", "--model_dir", str(model_dir), "--quick"]
+    command = [sys.executable, "-m", f"perf.{tool}", "--model_dir", str(model_dir), "--quick"]
     command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: Path) -> None:
+    out = run_quick("sweep", model_dir, tmp_path, timeout=240)
 
     (md,) = out.glob("load-*.md")
     (data_path,) = out.glob("load-*.json")

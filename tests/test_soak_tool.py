@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from perf.loadgen import K6_SCRIPT, k6_executable
 from perf.soak import PHASES
-from tests.server import REPO
+from tests.test_perf_tools import run_quick
 
 
 def test_k6_runs_several_scenarios_at_once() -> None:
@@ -24,11 +23,7 @@ def test_k6_runs_several_scenarios_at_once() -> None:
 
 
 def test_quick_soak_writes_the_report_and_sees_the_outage(model_dir: Path, tmp_path: Path) -> None:
-    out = tmp_path / "results"
-    command = [sys.executable, "-m", "perf.soak", "--model_dir", str(model_dir), "--quick"]
-    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = run_quick("soak", model_dir, tmp_path, timeout=120)
 
     (md,) = out.glob("soak-*.md")
     (data_path,) = out.glob("soak-*.json")
