@@ -20,7 +20,7 @@ BENCH_ARGS ?=
 LOAD_ARGS ?=
 # Extra flags for `make soak`, e.g. SOAK_ARGS="--minutes 10 --rate 300" or SOAK_ARGS=--quick
 SOAK_ARGS ?=
-PERF_DOC := README.md
+PERF_DOC := docs/performance.md
 
 .PHONY: serve train test lint format clean constraints bench load soak
 

@@ -265,7 +265,7 @@ def _legacy_predict(max_batch_size: int) -> Schema:
             "query_key": {
                 "type": "string",
                 "pattern": "^[0-9a-f]{32}$",
-                "description": "md5 of the request's canonical form (see the README).",
+                "description": "md5 of the request's canonical form (see docs/api.md).",
             },
             "inputs": {
                 "type": "array",

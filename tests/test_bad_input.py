@@ -1,7 +1,7 @@
 """Bad input against a real server, on every route: a 4xx that says what is wrong, never a
 5xx or a hang, and the next good request still gets the right prediction.
 
-Each case names the status the README documents and a fragment its error message must
+Each case names the status docs/api.md documents and a fragment its error message must
 hold.
 """
 

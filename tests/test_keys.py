@@ -16,7 +16,7 @@ from tests.conftest import load_json
 
 
 def client_side_query_key(items: list[dict[str, Any]]) -> str:
-    """The recipe documented in the README and in predictor/keys.py."""
+    """The recipe documented in docs/api.md and in predictor/keys.py."""
     canonical = [{f: float(item[f]) for f in FEATURES} for item in items]
     return hashlib.md5(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 
