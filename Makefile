@@ -20,9 +20,8 @@ BENCH_ARGS ?=
 LOAD_ARGS ?=
 # Extra flags for `make soak`, e.g. SOAK_ARGS="--minutes 10 --rate 300" or SOAK_ARGS=--quick
 SOAK_ARGS ?=
-PERF_DOC := docs/performance.md
 
-.PHONY: serve train test lint format clean constraints bench load soak
+.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,22 +49,38 @@ train: | $(RUNTIME_STAMP)
 	$(PY) -m predictor.train --model_dir $(MODEL_DIR) --estimator $(ESTIMATOR) \
 		$(if $(HOUSING_DATA),--data $(HOUSING_DATA))
 
+# Perf runs write into the ignored perf/results/; only the *-doc targets (and --curate) keep
+# a run in docs/results/ and rewrite the tables of docs/performance.md. --quick is refused there.
+NEED_WRK := command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+NEED_REDIS := command -v redis-server >/dev/null \
+	|| (apt-get update -qq && apt-get install -y -qq redis-server)
+
 # This project against its peers, with wrk (Debian package); writes perf/results/bench-*.
 bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(PY) -m perf.bench --model_dir $(MODEL_DIR) --doc $(PERF_DOC) $(BENCH_ARGS)
+	$(NEED_WRK)
+	$(PY) -m perf.bench --model_dir $(MODEL_DIR) $(BENCH_ARGS)
+
+# The same, kept in docs/results/ and written into docs/performance.md's perf:bench tables.
+bench-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_WRK)
+	$(PY) -m perf.bench --model_dir $(MODEL_DIR) --update-docs $(BENCH_ARGS)
 
 # k6 at the original's cache rates against one process and a private redis-server;
 # writes perf/results/load-*.
 load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
-	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
-	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) --doc $(PERF_DOC) $(LOAD_ARGS)
+	$(NEED_REDIS)
+	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) $(LOAD_ARGS)
+
+# The same, kept in docs/results/ and written into docs/performance.md's perf:load tables.
+load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_REDIS)
+	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) --update-docs $(LOAD_ARGS)
 
 # Minutes of mixed k6 load while a private redis-server is stopped and restarted twice (not
-# part of `make test`); writes perf/results/soak-*. Needs the tests extra too: the restarts
-# go through tests/redis_server.py.
+# part of `make test`); writes perf/results/soak-* (docs/results/ with SOAK_ARGS=--curate).
+# Needs the tests extra too: the restarts go through tests/redis_server.py.
 soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
-	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(NEED_REDIS)
 	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
 
 lint: $(DEV_STAMP)
@@ -80,8 +95,12 @@ format: $(DEV_STAMP)
 test: $(DEV_STAMP) lint
 	$(PY) -m pytest
 
+# Everything the targets and tools create in the checkout. The MLServer peer's venv lives in
+# ~/.cache/housing-predictor/ and is shared by every clone: remove that by hand.
 clean:
-	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf perf/results perf/.venv-mlserver .ci/tools build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Pin the runtime dependencies (for reproducible images) from a fresh venv of the package.
 constraints:

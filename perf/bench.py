@@ -1,7 +1,8 @@
 """`make bench`: this project against its peers, one load generator, one run, one machine.
 
-    python -m perf.bench --model_dir DIR [--seconds 12] [--connections 20] [--doc FILE]
-    python -m perf.bench --model_dir DIR --quick     # a smoke run of a few seconds each
+    .venv/bin/python -m perf.bench --model_dir DIR [--seconds 12] [--connections 20]
+    .venv/bin/python -m perf.bench --model_dir DIR --quick        # a smoke run, seconds each
+    .venv/bin/python -m perf.bench --model_dir DIR --update-docs  # `make bench-doc`
 
 Starts, one after the other, and loads with wrk (same connections, same bodies from
 `perf/payloads.py`, one row per request):
@@ -13,9 +14,10 @@ Starts, one after the other, and loads with wrk (same connections, same bodies f
 * a no-op KServe model served as this project serves (V1 and V2),
 * this project: legacy `/predict`, V1 and V2, each at 0% and 100% cache hits.
 
-Then the cold start of this project. Writes `perf/results/bench-<stamp>.{json,md}`, a
-py-spy profile of the server of every missed target, and with `--doc` replaces the
-`perf:bench` section of that markdown file with the tables of this run.
+Then the cold start of this project. Writes `bench-<stamp>.{json,md}` and a py-spy profile
+of the server of every missed target into `perf/results/` (ignored; `docs/results/` with
+`--curate`), and with `--update-docs` also replaces the `perf:bench` section of
+`docs/performance.md` with the tables of this run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -31,10 +35,8 @@ from typing import Any, Final
 
 import httpx
 
-from perf import coldstart, report
+from perf import coldstart, mlserver, report
 from perf.loadgen import Payload, WrkResult, require, run_wrk, tool_version
-from perf.mlserver import READY_PATH as MLSERVER_READY_PATH
-from perf.mlserver import MLServerUnavailable, ensure_venv, spawn_mlserver
 from perf.payloads import fixed_body, path, unique_template
 from perf.procs import (
     PREDICTOR_READY_PATH,
@@ -104,9 +106,12 @@ class Options:
     work_dir: Path
     out_dir: Path
     doc: Path | None
-    mlserver: bool
+    """The page whose perf:bench section to replace (`--update-docs`), or None."""
+    mlserver_venv: Path | None
+    """The MLServer peer's virtualenv; None skips MLServer."""
     peer_omp_threads: int
     """OMP_NUM_THREADS for the scikit-learn peers; 0 leaves it unset."""
+    command: str
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,11 @@ class Bench:
         self.options = options
         self.mlserver_skipped: str | None = "skipped with --no-mlserver"
         self._mlserver: Path | None = None
-        if options.mlserver:
+        if options.mlserver_venv is not None:
             try:
-                self._mlserver = ensure_venv()
+                self._mlserver = mlserver.ensure_venv(options.mlserver_venv)
                 self.mlserver_skipped = None
-            except MLServerUnavailable as e:
+            except mlserver.MLServerUnavailable as e:
                 self.mlserver_skipped = str(e)
 
     def run_all(self) -> list[Measurement]:
@@ -194,8 +199,8 @@ class Bench:
             module = "perf.peers.kserve_noop"
             return spawn_python_module(server, module, [], work_dir), PREDICTOR_READY_PATH
         if server == "mlserver" and self._mlserver is not None:
-            service = spawn_mlserver(self._mlserver, model_dir, work_dir, peer_env)
-            return service, MLSERVER_READY_PATH
+            service = mlserver.spawn_mlserver(self._mlserver, model_dir, work_dir, peer_env)
+            return service, mlserver.READY_PATH
         if server == "predictor":
             return spawn_predictor(model_dir), PREDICTOR_READY_PATH
         raise ValueError(f"unknown or unavailable server {server!r}")
@@ -436,6 +441,7 @@ def render(
 ) -> str:
     parts = [
         f"Machine: {report.machine_line(info)}.",
+        f"Command: `{options.command}`.",
         method_line(options, info["wrk"]),
         *([f"MLServer not measured: {mlserver_skipped}"] if mlserver_skipped else []),
         *tables,
@@ -447,15 +453,24 @@ def render(
 
 
 def parse_options(argv: Sequence[str] | None) -> Options:
-    parser = report.tool_parser("bench", "Benchmark this project against its peers.", "Logs, temp.")
+    parser = report.tool_parser(
+        "bench", "Benchmark this project against its peers.", "Logs, temp.", doc_section="bench"
+    )
     parser.add_argument("--seconds", type=float, default=12.0, help="Measured s per target.")
     parser.add_argument("--warmup", type=float, default=3.0, help="Warm-up s per target.")
     parser.add_argument("--connections", type=int, default=20, help="wrk connections.")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads.")
     parser.add_argument("--cold_starts", type=int, default=5, help="Cold starts to time.")
     parser.add_argument("--profile_seconds", type=float, default=8.0, help="py-spy seconds.")
-    parser.add_argument("--doc", type=Path, help="Markdown file whose perf:bench to update.")
     parser.add_argument("--no-mlserver", action="store_true", help="Skip MLServer.")
+    parser.add_argument(
+        "--mlserver_venv",
+        type=Path,
+        default=mlserver.default_venv(os.environ),
+        help="The MLServer peer's virtualenv, created on first use and shared by every "
+        "checkout (default: under $HOUSING_PREDICTOR_CACHE, else "
+        "${XDG_CACHE_HOME:-~/.cache}/housing-predictor).",
+    )
     parser.add_argument(
         "--peer_omp_threads",
         type=int,
@@ -463,10 +478,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="OMP_NUM_THREADS of the scikit-learn peers (0: unset, all cores).",
     )
     parser.add_argument("--quick", action="store_true", help="Smoke run: 2 s per target.")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.warmup, args.cold_starts, args.profile_seconds = 2.0, 1.0, 1, 2.0
-    report.make_dirs(args)
+    report.resolve_outputs(parser, args)
     return Options(
         model_dir=args.model_dir,
         seconds=args.seconds,
@@ -477,9 +493,10 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         profile_seconds=args.profile_seconds,
         work_dir=args.work_dir,
         out_dir=args.out,
-        doc=args.doc,
-        mlserver=not args.no_mlserver,
+        doc=args.doc if args.update_docs else None,
+        mlserver_venv=None if args.no_mlserver else args.mlserver_venv,
         peer_omp_threads=args.peer_omp_threads,
+        command=report.command_line("bench", argv),
     )
 
 
@@ -510,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown = f"# Benchmark {stamp}\n\n" + render(info, options, tables, bench.mlserver_skipped)
     data = {
         "machine": info,
+        "command": options.command,
         "options": {k: str(v) for k, v in asdict(options).items()},
         "measurements": [m.as_dict() for m in measurements],
         "checks": [asdict(c) for c in checks],

@@ -1,12 +1,15 @@
-"""MLServer + mlserver-sklearn, the V2 peer, in its own venv (`perf/.venv-mlserver`).
+"""MLServer + mlserver-sklearn, the V2 peer, in its own venv outside the checkout.
 
 Installed on first use with pinned versions, and with the scikit-learn version of this
-project's venv so that it unpickles the very same `model.joblib`. Served with MLServer's
-defaults except the ports.
+project's venv so that it unpickles the very same `model.joblib`. The venv (about half a
+gigabyte) lives in the user's cache directory, `${XDG_CACHE_HOME:-~/.cache}/housing-predictor/`
+(or `$HOUSING_PREDICTOR_CACHE`), one per set of pinned versions, so every clone reuses it
+and `make clean` leaves it alone. Served with MLServer's defaults except the ports.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -15,13 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from perf.loadgen import PERF_DIR
 from perf.payloads import MODEL_NAME
 from perf.procs import Service, spawn
 from tests.server import free_port
 
 MLSERVER_VERSION: Final = "1.7.1"
-VENV: Final = PERF_DIR / ".venv-mlserver"
+CACHE_ENV: Final = "HOUSING_PREDICTOR_CACHE"
 READY_PATH: Final = f"/v2/models/{MODEL_NAME}/ready"
 
 
@@ -40,8 +42,34 @@ def requirements() -> list[str]:
     ]
 
 
-def ensure_venv(venv: Path = VENV) -> Path:
-    """The `mlserver` executable, installing it into `venv` unless already there."""
+def cache_dir(environ: Mapping[str, str]) -> Path:
+    """This project's cache directory: `$HOUSING_PREDICTOR_CACHE`, else under XDG's."""
+    if environ.get(CACHE_ENV):
+        return Path(environ[CACHE_ENV])
+    xdg = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "housing-predictor"
+
+
+def default_venv(environ: Mapping[str, str]) -> Path:
+    """The venv for these pinned versions, e.g. `.../mlserver-1.7.1-sklearn-1.7.2-py3.11`."""
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    name = f"mlserver-{MLSERVER_VERSION}-sklearn-{metadata.version('scikit-learn')}-py{python}"
+    return cache_dir(environ) / name
+
+
+def ensure_venv(venv: Path) -> Path:
+    """The `mlserver` executable, installing it into `venv` unless already there.
+
+    Checkouts share the venv: a lock file next to it keeps two of them from installing
+    into it at once.
+    """
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with venv.with_name(venv.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_once(venv)
+
+
+def _install_once(venv: Path) -> Path:
     executable = venv / "bin" / "mlserver"
     stamp = venv / ".installed"
     wanted = " ".join(requirements())

@@ -1,8 +1,10 @@
 """Results files: the machine they were measured on, JSON + markdown, and the docs' tables.
 
-`write_results` writes `perf/results/<kind>-<UTC stamp>.{json,md}`; `splice` replaces the
-text between `<!-- perf:NAME:begin -->` and `<!-- perf:NAME:end -->` in a markdown file,
-so the docs show the tables of the last run and nobody types a number in.
+`write_results` writes `<kind>-<UTC stamp>.{json,md}` into the results directory: the
+ignored `perf/results/` unless the run is kept (`--curate`, into the committed
+`docs/results/`). `splice` replaces the text between `<!-- perf:NAME:begin -->` and
+`<!-- perf:NAME:end -->` in a markdown file (only with `--update-docs`), so the docs show
+the tables of a kept run and nobody types a number in.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from perf.payloads import REPO
 
@@ -126,23 +129,71 @@ def link(target: Path, doc: Path) -> str:
     return f"[{target.name}]({relpath(target, doc)})"
 
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS: Final = REPO / "perf" / "results"
+"""Where runs write by default: ignored by git, emptied by `make clean`."""
+CURATED: Final = REPO / "docs" / "results"
+"""The committed reports the docs cite, written there only with `--curate` or `--update-docs`."""
+PERF_DOC: Final = REPO / "docs" / "performance.md"
+"""The page whose `perf:NAME` sections `--update-docs` rewrites."""
 
 
-def tool_parser(module: str, description: str, work_help: str) -> argparse.ArgumentParser:
-    """The flags every perf tool shares: the model, where results and scratch files go."""
+def tool_parser(
+    module: str, description: str, work_help: str, doc_section: str | None = None
+) -> argparse.ArgumentParser:
+    """The flags every perf tool shares: the model, where results and scratch files go.
+
+    With `doc_section`, also `--update-docs` and `--doc`: the run's tables replace that
+    section of the docs page.
+    """
     parser = argparse.ArgumentParser(
-        prog=f"python -m perf.{module}",
+        prog=f".venv/bin/python -m perf.{module}",
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="Results directory.")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"Results directory (default: {RESULTS.relative_to(REPO)}/, ignored by git; "
+        f"with --curate or --update-docs: {CURATED.relative_to(REPO)}/, committed).",
+    )
     parser.add_argument("--work_dir", type=Path, default=RESULTS / "tmp", help=work_help)
+    parser.add_argument(
+        "--curate",
+        action="store_true",
+        help=f"Keep this run: write its report into {CURATED.relative_to(REPO)}/ for the docs "
+        "to cite (refused with --quick).",
+    )
+    if doc_section is not None:
+        parser.add_argument(
+            "--update-docs",
+            action="store_true",
+            help=f"Also replace the perf:{doc_section} section of --doc with this run's tables "
+            "(implies --curate; refused with --quick).",
+        )
+        parser.add_argument(
+            "--doc", type=Path, default=PERF_DOC, help="The page --update-docs rewrites."
+        )
     return parser
 
 
-def make_dirs(args: argparse.Namespace) -> None:
-    """Create the tool's results and scratch directories."""
+def resolve_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse to keep smoke runs, pick the results directory, and create it.
+
+    A `--quick` run measures for seconds: its numbers are never written where the docs
+    cite them.
+    """
+    update_docs = getattr(args, "update_docs", False)
+    if args.quick and (args.curate or update_docs):
+        flag = "--update-docs" if update_docs else "--curate"
+        parser.error(f"{flag} is refused with --quick: smoke-run numbers stay out of the docs")
+    args.curate = args.curate or update_docs
+    if args.out is None:
+        args.out = CURATED if args.curate else RESULTS
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
+
+
+def command_line(module: str, argv: Sequence[str]) -> str:
+    """The command as a reader would type it in the checkout, for the report."""
+    return shlex.join([".venv/bin/python", "-m", f"perf.{module}", *argv])

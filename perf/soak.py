@@ -1,7 +1,8 @@
 """`make soak`: minutes of mixed k6 load while the private Redis is stopped and restarted.
 
-    python -m perf.soak --model_dir DIR [--minutes 5] [--rate 400] [--cache_size 20000]
-    python -m perf.soak --model_dir DIR --quick    # ~30 s of load, one 10 s outage (the tests)
+    .venv/bin/python -m perf.soak --model_dir DIR [--minutes 5] [--rate 400] [--cache_size 20000]
+    .venv/bin/python -m perf.soak --model_dir DIR --quick    # ~30 s of load, one 10 s outage
+    .venv/bin/python -m perf.soak --model_dir DIR --curate   # a run the docs cite
 
 Starts a private `redis-server` and `python -m predictor --redis_url ... --cache_size N`,
 then runs `perf/load.js` in the open model with three scenarios at once (`MIX`: legacy,
@@ -14,11 +15,11 @@ each stop and restart, and at the end; the server's log gives each change of its
 breaker. k6 writes every request to a gzipped CSV in the work directory, from which
 latencies are split into "Redis up", "Redis down" and "after restart" windows.
 
-Writes `perf/results/soak-<stamp>.{json,md}`: requests, non-2xx (what they were),
-latency per window, per outage and per interval, RSS at cold start (ready, before any
-request), when the LRU first holds `--cache_size` rows, and at the end, the fault
-timeline, the breaker's changes and the server's metric deltas, against the targets (no
-non-2xx; RSS growth under 10%).
+Writes `soak-<stamp>.{json,md}` into `perf/results/` (ignored; `docs/results/`, committed,
+with `--curate`): requests, non-2xx (what they were), latency per window, per outage and
+per interval, RSS at cold start (ready, before any request), when the LRU first holds
+`--cache_size` rows, and at the end, the fault timeline, the breaker's changes and the
+server's metric deltas, against the targets (no non-2xx; RSS growth under 10%).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ import gzip
 import json
 import os
 import re
-import shlex
 import sys
 import time
 from collections import Counter
@@ -668,7 +668,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     outages = schedule(seconds, args.outage_seconds, args.quick)
     if outages[-1].end_s > seconds - RECOVERY_SECONDS:
         parser.error("--outage_seconds too long: Redis must be back before the load ends")
-    report.make_dirs(args)
+    report.resolve_outputs(parser, args)
     return Options(
         model_dir=args.model_dir,
         seconds=seconds,
@@ -679,7 +679,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         interval_s=max(4, seconds // 10),
         work_dir=args.work_dir,
         out_dir=args.out,
-        command=shlex.join(["python", "-m", "perf.soak", *argv]),
+        command=report.command_line("soak", argv),
     )
 
 

@@ -1,7 +1,8 @@
 """`make load`: the original's load-test table, measured with k6 against one process.
 
-    python -m perf.sweep --model_dir DIR [--duration 60] [--route legacy] [--doc FILE]
-    python -m perf.sweep --model_dir DIR --quick     # a few seconds per rate (the tests)
+    .venv/bin/python -m perf.sweep --model_dir DIR [--duration 60] [--route legacy]
+    .venv/bin/python -m perf.sweep --model_dir DIR --quick        # seconds per rate (the tests)
+    .venv/bin/python -m perf.sweep --model_dir DIR --update-docs  # `make load-doc`
 
 Starts a private `redis-server` and `python -m predictor --redis_url ...`, then runs
 `perf/load.js` in the open model (k6 `constant-arrival-rate`) at each cache rate (0, 0.5,
@@ -10,14 +11,16 @@ highest rate this machine sustains, found first by probing at cache rate 0 unles
 with `--max_rate`. "Sustains": k6 sends the rate (at most 1% dropped), no request fails,
 and the P99 stays within `--slo_p99_ms`.
 
-Writes `perf/results/load-<stamp>.{json,md,png}`: client-side P50/P90/P95/P99 per cache
-rate from k6, server-side percentiles from the predictor's `/metrics` histogram, and the
-plot; with `--doc`, replaces the `perf:load` section of that markdown file.
+Writes `load-<stamp>.{json,md,png}` into `perf/results/` (ignored; `docs/results/` with
+`--curate`): client-side P50/P90/P95/P99 per cache rate from k6, server-side percentiles
+from the predictor's `/metrics` histogram, and the plot; with `--update-docs` (`make
+load-doc`), also replaces the `perf:load` section of `docs/performance.md`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,6 +69,8 @@ class Options:
     work_dir: Path
     out_dir: Path
     doc: Path | None
+    """The page whose perf:load section to replace (`--update-docs`), or None."""
+    command: str
 
 
 @dataclass(frozen=True)
@@ -205,6 +210,7 @@ def render(
 ) -> str:
     parts = [
         f"Machine: {report.machine_line(info)}.",
+        f"Command: `{options.command}`.",
         (
             f"{info['k6']}, open model (`constant-arrival-rate`), route `{options.route}`, "
             f"{options.duration_s} s per cache rate, one row per request; the predictor "
@@ -226,7 +232,10 @@ def render(
 
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = report.tool_parser(
-        "sweep", "k6 at the original's cache rates against one predictor process.", "Logs, temp."
+        "sweep",
+        "k6 at the original's cache rates against one predictor process.",
+        "Logs, temp.",
+        doc_section="load",
     )
     parser.add_argument("--route", choices=ROUTES, default="legacy", help="Route to load.")
     parser.add_argument("--duration", type=int, default=60, help="Seconds per cache rate.")
@@ -235,12 +244,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--probe_seconds", type=int, default=10, help="Seconds per probe.")
     parser.add_argument("--max_probes", type=int, default=8, help="Probes of the search.")
     parser.add_argument("--slo_p99_ms", type=float, default=25.0, help="P99 to sustain.")
-    parser.add_argument("--doc", type=Path, help="Markdown file whose perf:load to update.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: seconds per rate.")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.probe_seconds, args.max_probes = 2, 1, 2
-    report.make_dirs(args)
+    report.resolve_outputs(parser, args)
     return Options(
         model_dir=args.model_dir,
         route=args.route,
@@ -253,7 +262,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         cache_rates=CACHE_RATES,
         work_dir=args.work_dir,
         out_dir=args.out,
-        doc=args.doc,
+        doc=args.doc if args.update_docs else None,
+        command=report.command_line("sweep", argv),
     )
 
 
@@ -300,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown += f"\n\n![latency against cache rate]({png.name})"
     data = {
         "machine": info,
+        "command": options.command,
         "options": {k: str(v) for k, v in asdict(options).items()},
         "levels": {label: [run.as_dict() for run in runs] for label, runs in levels.items()},
         "probes": [asdict(probe) for probe in probes],

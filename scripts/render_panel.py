@@ -1,7 +1,10 @@
 """Render the dashboard's traffic and latency panels from a local run to a PNG, for a person
 without Grafana.
 
-    python -m scripts.render_panel --url http://127.0.0.1:8080 --out docs/latency-panel.png
+    .venv/bin/python scripts/render_panel.py --url http://127.0.0.1:8080
+    .venv/bin/python -m scripts.render_panel --out docs/latency-panel.png  # the panel the docs show
+
+The PNG goes to `perf/results/latency-panel.png` (ignored by git) unless `--out` says where.
 
 While it sends requests to every REST route (`--rate` per second each, a `--unique` share of
 them new rows, the rest repeated), it scrapes `URL/metrics` every `--step` seconds. It then
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -32,8 +36,16 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-from perf.payloads import ROUTES, fixed_body, path, unique_template
-from perf.promtext import PERCENTILES, Scrape, delta, percentiles_ms, scrape
+REPO: Final = Path(__file__).resolve().parents[1]
+if not __package__:
+    # Run as a path (`.venv/bin/python scripts/render_panel.py`): Python put scripts/ on the
+    # path, not the checkout, whose `perf` package this script shares its payloads with.
+    sys.path.insert(0, str(REPO))
+
+from perf.payloads import ROUTES, fixed_body, path, unique_template  # noqa: E402
+from perf.promtext import PERCENTILES, Scrape, delta, percentiles_ms, scrape  # noqa: E402
+
+DEFAULT_OUT: Final = REPO / "perf" / "results" / "latency-panel.png"
 
 HISTOGRAM: Final = "housing_request_seconds"
 LINE_STYLES: Final[dict[int, Literal["-", "--", "-.", ":"]]] = {
@@ -146,9 +158,13 @@ def render(series: dict[str, RouteSeries], window: float, note: str, out: Path) 
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, RouteSeries]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=".venv/bin/python scripts/render_panel.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="The server's base URL.")
-    parser.add_argument("--out", type=Path, default=Path("latency-panel.png"), help="PNG path.")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG path.")
     parser.add_argument("--seconds", type=float, default=60.0, help="How long to run.")
     parser.add_argument("--step", type=float, default=1.0, help="Seconds between scrapes.")
     parser.add_argument("--window", type=float, default=10.0, help="Rate window, seconds.")

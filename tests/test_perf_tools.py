@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from perf import report
 from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
 from perf.loadgen import K6_SCRIPT, WrkResult, k6_executable
@@ -149,3 +151,32 @@ def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: P
     assert text.count("| cache rate | requests |") == len(data["levels"])
     assert f"]({png.name})" in text
     assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("tool", ["bench", "sweep", "soak"])
+def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: Path) -> None:
+    parse_options = importlib.import_module(f"perf.{tool}").parse_options
+    base = ["--model_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
+    assert parse_options(base).out_dir == report.RESULTS
+    assert parse_options([*base, "--curate"]).out_dir == report.CURATED
+    ignored = ["git", "check-ignore", "-q"]
+    assert subprocess.run([*ignored, "perf/results/x.md"], cwd=REPO).returncode == 0
+    assert subprocess.run([*ignored, "docs/results/x.md"], cwd=REPO).returncode == 1
+    if tool != "soak":
+        kept = parse_options([*base, "--update-docs"])
+        assert (kept.out_dir, kept.doc) == (report.CURATED, report.PERF_DOC)
+        assert parse_options(base).doc is None
+
+
+@pytest.mark.parametrize(
+    ("tool", "flag"), [("bench", "--update-docs"), ("sweep", "--update-docs"), ("soak", "--curate")]
+)
+def test_quick_runs_are_never_kept(
+    tool: str, flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parse_options = importlib.import_module(f"perf.{tool}").parse_options
+    with pytest.raises(SystemExit) as exited:
+        parse_options(["--model_dir", str(tmp_path), "--quick", flag])
+    assert exited.value.code == 2
+    assert f"{flag} is refused with --quick" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

@@ -3,11 +3,15 @@ draws their request rates and latency quantiles from the server's own histogram.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from perf.payloads import ROUTES
-from scripts.render_panel import main
-from tests.server import ServerProcess
+from scripts.render_panel import DEFAULT_OUT, main
+from tests.server import REPO, ServerProcess
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -26,3 +30,17 @@ def test_renders_every_routes_rate_and_quantiles(server: ServerProcess, tmp_path
         for quantiles in zip(*(data.quantiles_ms[p] for p in (50, 90, 95, 99)), strict=True):
             known = [q for q in quantiles if q is not None]
             assert known == sorted(known), f"{route}: quantiles out of order {quantiles}"
+
+
+@pytest.mark.parametrize(
+    "how", [[str(REPO / "scripts" / "render_panel.py")], ["-m", "scripts.render_panel"]]
+)
+def test_runs_as_a_path_or_a_module_and_writes_to_an_ignored_dir(how: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, *how, "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    relative = DEFAULT_OUT.relative_to(REPO)
+    assert str(relative) in done.stdout.replace("\n", "").replace(" ", "")
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(relative)], cwd=REPO)
+    assert ignored.returncode == 0, f"{relative} is not ignored by git"
