@@ -93,7 +93,7 @@ format: $(DEV_STAMP)
 	$(VENV)/bin/ruff format predictor tests perf scripts
 
 test: $(DEV_STAMP) lint
-	$(PY) -m pytest
+	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest
 
 # Everything the targets and tools create in the checkout. The MLServer peer's venv lives in
 # ~/.cache/housing-predictor/ and is shared by every clone: remove that by hand.

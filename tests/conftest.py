@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 
 from tests.server import REPO, ServerProcess, start_server
 
+# Where a checkout sits next to shared/ (as here and in CI); HOUSING_DATA=PATH overrides it.
 DATA_PATH = REPO.parent / "shared" / "data" / "cal_housing.data"
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -24,9 +26,14 @@ def load_json(name: str) -> Any:
 
 @pytest.fixture(scope="session")
 def data_path() -> Path:
-    if not DATA_PATH.is_file():
-        pytest.fail(f"{DATA_PATH} is missing: tests train from the shared StatLib file")
-    return DATA_PATH
+    path = Path(os.environ.get("HOUSING_DATA") or DATA_PATH)
+    if not path.is_file():
+        pytest.fail(
+            f"{path} is missing: the tests train from the StatLib file cal_housing.data "
+            "(the California housing data); put it there or run "
+            "`make test HOUSING_DATA=/path/to/cal_housing.data`"
+        )
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,17 +7,16 @@ Redis breaks its own.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from tests.server import free_port
+from tests.system_tools import require_tool
 
 READY_TIMEOUT_SECONDS = 10.0
 
@@ -40,9 +39,7 @@ class RedisServer:
         return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 
     def start(self) -> None:
-        executable = shutil.which("redis-server")
-        if executable is None:
-            pytest.skip("redis-server is not installed")
+        executable = require_tool("redis-server", "for the tests of the Redis tier")
         command = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
         command += ["--dir", str(self.directory), "--save", "", "--appendonly", "no"]
         if self.password is not None:

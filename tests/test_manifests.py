@@ -32,6 +32,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_v2
 
 from tests.k8s_strict_schema import crd_validator, errors, metadata_validator, strict_schema
 from tests.server import free_port, start_server
+from tests.system_tools import require_tool
 
 REPO: Final = Path(__file__).resolve().parents[1]
 # CI clones the repository next to a copy of shared/; the CRDs are read there, never copied.
@@ -86,10 +87,7 @@ def top_level_docs() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    if path is None:
-        pytest.fail("kubectl (with its built-in kustomize) is required to render the overlays")
-    return path
+    return require_tool("kubectl", "to render the overlays (its built-in kustomize)")
 
 
 @pytest.fixture(scope="module")
