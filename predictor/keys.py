@@ -9,10 +9,11 @@ order, each written as the shortest decimal that round-trips the float64 value (
 The canonical form of a request is the JSON array of its canonical rows,
 `[row0,row1,...]`, so in Python a client computes the same `query_key` with
 
-    hashlib.md5(json.dumps([{f: float(item[f]) for f in FEATURES} for item in items],
+    hashlib.md5(json.dumps([{f: float(item[f]) + 0.0 for f in FEATURES} for item in items],
                            separators=(",", ":")).encode()).hexdigest()
 
-Field order, extra keys, and `42` versus `42.0` do not change the canonical form.
+(`+ 0.0` turns -0.0 into 0.0, as validation does.) Field order, extra keys, `42` versus
+`42.0` and `-0.0` versus `0.0` do not change the canonical form.
 """
 
 from __future__ import annotations
