@@ -58,7 +58,6 @@ class Command:
     words: tuple[str, ...]
     stdin: str | None = None
     """A here-document fed to it, if any."""
-    inline: bool = False
 
     def __str__(self) -> str:
         return f"{self.where}: {shlex.join(self.words)}"
@@ -107,9 +106,8 @@ def simple_commands(text: str) -> list[list[str]]:
     lexer = shlex.shlex(text, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     commands: list[list[str]] = [[]]
-    tokens = list(lexer)
     skip_next = False
-    for token in tokens:
+    for token in lexer:
         if skip_next:
             skip_next = False
         elif token in CONTROL:
@@ -136,7 +134,7 @@ def inline_commands(where: str, prose: str, first_line: int) -> Iterator[Command
         if INLINE_COMMAND.match(span) and "<" not in span:
             number = first_line + prose.count("\n", 0, found.start())
             for words in simple_commands(span):
-                yield Command(f"{where}:{number}", tuple(words), inline=True)
+                yield Command(f"{where}:{number}", tuple(words))
 
 
 def doc_commands(path: Path, root: Path = REPO) -> list[Command]:
