@@ -502,6 +502,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    report.make_dirs(options.out_dir, options.work_dir)
     wrk = require("wrk", "apt-get install -y wrk")
     started, info, stamp = time.monotonic(), report.machine(), f"bench-{report.stamp()}"
     info["wrk"] = tool_version(wrk, "-v")

@@ -178,7 +178,7 @@ def tool_parser(
 
 
 def resolve_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Refuse to keep smoke runs, pick the results directory, and create it.
+    """Refuse to keep smoke runs, and pick the results directory.
 
     A `--quick` run measures for seconds: its numbers are never written where the docs
     cite them.
@@ -190,8 +190,11 @@ def resolve_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     args.curate = args.curate or update_docs
     if args.out is None:
         args.out = CURATED if args.curate else RESULTS
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    args.out.mkdir(parents=True, exist_ok=True)
+
+
+def make_dirs(*directories: Path) -> None:
+    for directory in directories:
+        directory.mkdir(parents=True, exist_ok=True)
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:

@@ -685,6 +685,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    report.make_dirs(options.out_dir, options.work_dir)
     require("redis-server", "apt-get install -y redis-server")
     started, info, stamp = time.monotonic(), report.machine(), f"soak-{report.stamp()}"
     info["k6"] = tool_version(k6_executable(), "version")

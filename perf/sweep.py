@@ -298,6 +298,7 @@ def measure(options: Options) -> tuple[dict[str, list[Run]], list[Probe], list[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    report.make_dirs(options.out_dir, options.work_dir)
     started, info, stamp = time.monotonic(), report.machine(), f"load-{report.stamp()}"
     info["k6"] = tool_version(k6_executable(), "version")
     levels, probes, notes = measure(options)
