@@ -187,6 +187,8 @@ def resolve_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     if args.quick and (args.curate or update_docs):
         flag = "--update-docs" if update_docs else "--curate"
         parser.error(f"{flag} is refused with --quick: smoke-run numbers stay out of the docs")
+    if update_docs and args.out is not None and args.out.resolve() != CURATED:
+        parser.error(f"--update-docs keeps the report in {CURATED.relative_to(REPO)}/: no --out")
     args.curate = args.curate or update_docs
     if args.out is None:
         args.out = CURATED if args.curate else RESULTS

@@ -166,6 +166,8 @@ def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: 
         kept = parse_options([*base, "--update-docs"])
         assert (kept.out_dir, kept.doc) == (report.CURATED, report.PERF_DOC)
         assert parse_options(base).doc is None
+        with pytest.raises(SystemExit):  # the docs would link to a report outside docs/results
+            parse_options([*base, "--update-docs", "--out", str(tmp_path)])
 
 
 @pytest.mark.parametrize(
