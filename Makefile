@@ -20,9 +20,11 @@ BENCH_ARGS ?=
 LOAD_ARGS ?=
 # Extra flags for `make soak`, e.g. SOAK_ARGS="--minutes 10 --rate 300" or SOAK_ARGS=--quick
 SOAK_ARGS ?=
+# Extra flags for `make original-load`, e.g. ORIGINAL_LOAD_ARGS=--quick or "--modes rtt"
+ORIGINAL_LOAD_ARGS ?=
 PERF_DOC := docs/performance.md
 
-.PHONY: serve train test lint format clean constraints bench load soak
+.PHONY: serve train test lint format clean constraints bench load soak original-load
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +69,14 @@ load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
 	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
+
+# The original service's own k6 test (closed model: 100 VUs, 1 min ramp + 5 min hold, each
+# iteration GET /health then POST /predict) at its cache rates, as written and with its
+# 50 ms client round trip emulated: about an hour. ORIGINAL_LOAD_ARGS=--quick: a minute or two.
+# Writes perf/results/original-load-*.
+original-load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(PY) -m perf.original_load --model_dir $(MODEL_DIR) $(ORIGINAL_LOAD_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts
