@@ -193,7 +193,7 @@ def render(info: dict[str, Any], options: Options, runs: Sequence[Run]) -> str:
     return "\n\n".join(
         [
             f"Machine: {report.machine_line(info)}. One server process with a private "
-            f"redis-server; k6 {info['k6']} on the same machine.",
+            f"redis-server; {info['k6']} on the same machine.",
             f"Script `perf/original.js` (the original's closed shape): {shape}; each "
             "iteration GET /health then POST /predict (one row, no Content-Type). "
             f"Modes: {modes} ({options.rtt_ms:g} ms before each request).{quick}",
