@@ -20,8 +20,10 @@ BENCH_ARGS ?=
 LOAD_ARGS ?=
 # Extra flags for `make soak`, e.g. SOAK_ARGS="--minutes 10 --rate 300" or SOAK_ARGS=--quick
 SOAK_ARGS ?=
+# Extra flags for `make original-load`, e.g. ORIGINAL_LOAD_ARGS=--quick or "--modes rtt"
+ORIGINAL_LOAD_ARGS ?=
 
-.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc
+.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc original-load
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -82,6 +84,14 @@ load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
+
+# The original service's own k6 test (closed model: 100 VUs, 1 min ramp + 5 min hold, each
+# iteration GET /health then POST /predict) at its cache rates, as written and with its
+# 50 ms client round trip emulated: about an hour. ORIGINAL_LOAD_ARGS=--quick: a minute or two.
+# Writes perf/results/original-load-*.
+original-load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_REDIS)
+	$(PY) -m perf.original_load --model_dir $(MODEL_DIR) $(ORIGINAL_LOAD_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts

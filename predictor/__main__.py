@@ -19,9 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     import kserve
     from kserve.logging import logger
 
-    from predictor import asgi, logs
+    from predictor import asgi, logs, versions
     from predictor.model import HousingModel
     from predictor.openapi import openapi_route
+    from predictor.routes.docs import docs_routes
     from predictor.settings import parse_settings
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
@@ -52,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     memo = asgi.response_memo(settings.response_cache_size, settings.cache.local_ttl_seconds)
     app = kserve.model_server.app
     app.router.routes.append(openapi_route(settings.model_name, settings.max_batch_size))
+    # First, ahead of FastAPI's own /docs (kserve's --enable_docs_url, which needs a CDN).
+    app.router.routes[:0] = docs_routes()
+    versions.list_versions(server.dataplane, model.name, model.version)
+    versions.serve_versions_over_grpc(model.name, model.version)
     asgi.install(app, model, settings.max_body_bytes, settings.max_inflight, memo)
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)

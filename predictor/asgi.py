@@ -33,11 +33,22 @@ from predictor.cache import LRU
 from predictor.json_body import InvalidJson, loads_strict
 from predictor.logs import REQUEST_ID
 from predictor.metrics import CACHE_HITS, INFLIGHT, REQUEST_SECONDS
-from predictor.model import HousingModel, LegacyRequest
+from predictor.model import V1_OUTLINE, HousingModel, LegacyRequest, v1_instances
+from predictor.routes import health
 from predictor.schema import InvalidRows
+from predictor.v2 import (
+    INFERENCE_HEADER,
+    BadBinaryBody,
+    binary_answer,
+    extension_problem,
+    sent_in_binary,
+    split_binary,
+    with_binary_content_type,
+)
+from predictor.versions import UnservedVersion, unversioned_path
 
 LEGACY_PATH: Final = "/predict"
-_NOT_JSON: Final = "Content-Type must be application/json"
+_NOT_JSON: Final = "unsupported Content-Type: send application/json (or no Content-Type)"
 _JSON_HEADERS: Final = [(b"content-type", b"application/json")]
 
 
@@ -80,16 +91,32 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+# What `curl -d` declares unless told otherwise; KServe's own docs send JSON that way.
+_CURL_DEFAULT: Final = b"application/x-www-form-urlencoded"
+
+
 def _is_json(content_type: bytes | None) -> bool:
+    """Whether a body of this declared type is read as JSON.
+
+    No Content-Type is JSON, as FastAPI and kserve read it: k6's `http.post` with a string
+    body and tritonclient's all-JSON requests send none. So is curl's `-d` default, which
+    no JSON API could mean literally (a body that is no JSON still gets a 400 saying so).
+    """
     if content_type is None:
-        return False
+        return True
     media_type = content_type.split(b";", 1)[0].strip().lower()
-    return media_type == b"application/json" or media_type.endswith(b"+json")
+    return (
+        media_type == b"application/json"
+        or media_type.endswith(b"+json")
+        or media_type == _CURL_DEFAULT
+    )
 
 
-def _with_json_content_type(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _with_content_type(
+    headers: list[tuple[bytes, bytes]], content_type: bytes
+) -> list[tuple[bytes, bytes]]:
     kept = [(k, v) for k, v in headers if k != b"content-type"]
-    return [*kept, (b"content-type", b"application/json")]
+    return [*kept, (b"content-type", content_type)]
 
 
 def outline_problem(path: str, body: Any) -> str | None:
@@ -98,9 +125,7 @@ def outline_problem(path: str, body: Any) -> str | None:
     Only the envelope: the rows and tensors themselves are the model's to validate.
     """
     if path.endswith(":predict"):
-        if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
-            return 'expected a JSON object {"instances": [...]}'
-        return None
+        return V1_OUTLINE if v1_instances(body) is None else None
     if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
         return 'expected a JSON object {"inputs": [...]}'
     problem = _optional_fields_problem(body, "", _REQUEST_OPTIONAL)
@@ -113,6 +138,8 @@ def outline_problem(path: str, body: Any) -> str | None:
         if not isinstance(tensor, dict):
             return f"{where} must be an object"
         for key, kind in _TENSOR_FIELDS:
+            if key == "data" and sent_in_binary(tensor):
+                continue
             if not isinstance(tensor.get(key), kind):
                 return f"{where}.{key} is missing or not {_KIND_NAMES[kind]}"
         shape = tensor["shape"]
@@ -203,9 +230,18 @@ class PredictorASGI:
         INFLIGHT.set_function(lambda: self.inflight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "/versions/" in scope["path"]:
+            try:
+                scope = unversioned_path(scope, self.model.name, self.model.version)
+            except UnservedVersion as e:
+                await send_json(send, 404, {"error": str(e)})
+                return
         if scope["type"] != "http" or not _is_inference(scope):
             if scope["type"] == "http" and scope["path"] == LEGACY_PATH:
                 await send_json(send, 405, {"error": "use POST"}, [(b"allow", b"POST")])
+                return
+            if scope["type"] == "http" and scope["path"] == health.PATH:
+                await health.answer(scope, send, self.model.ready)
                 return
             await self.inner(scope, receive, send)
             return
@@ -265,25 +301,40 @@ class PredictorASGI:
         JSON bodies are parsed strictly here and their outline checked, so that every
         malformed request gets one kind of answer (`400 {"error": ...}`) with a plain
         message, rather than whatever kserve's or FastAPI's layers would say. V2's binary
-        tensor extension (`inference-header-content-length`) goes to kserve as it is.
+        tensor extension (`inference-header-content-length`, whatever the Content-Type)
+        is checked likewise (`predictor.v2`) and goes to kserve as the bytes it decodes.
         """
-        binary = _header(scope, b"inference-header-content-length") is not None
-        if not binary and not _is_json(_header(scope, b"content-type")):
+        path: str = scope["path"]
+        v2 = path.endswith("/infer")
+        binary_header = _header(scope, INFERENCE_HEADER) if v2 else None
+        if binary_header is None and not _is_json(_header(scope, b"content-type")):
             await send_json(send, 415, {"error": _NOT_JSON})
             return
         body = await self._body(scope, receive, send)
         if body is None:
             return
-        if not binary:
-            try:
-                problem = outline_problem(scope["path"], loads_strict(body))
-            except InvalidJson as e:
-                problem = f"malformed JSON: {e}"
-            if problem:
-                await send_json(send, 400, {"error": problem})
-                return
-            # kserve compares the whole header with "application/json".
-            scope = {**scope, "headers": _with_json_content_type(scope["headers"])}
+        try:
+            if binary_header is None:
+                request, tail_bytes = loads_strict(body), None
+            else:
+                split = split_binary(binary_header, body)
+                request, tail_bytes = split.request, split.tail_bytes
+            problem = outline_problem(path, request)
+            if v2 and not problem:
+                problem = extension_problem(request, tail_bytes)
+        except InvalidJson as e:
+            problem = f"malformed JSON: {e}"
+        except BadBinaryBody as e:
+            problem = str(e)
+        if problem:
+            await send_json(send, 400, {"error": problem})
+            return
+        # kserve compares the whole header with "application/json"; FastAPI hands a body
+        # of another type to kserve's V2 route as bytes, for the binary extension.
+        content_type = b"application/json" if binary_header is None else b"application/octet-stream"
+        scope = {**scope, "headers": _with_content_type(scope["headers"], content_type)}
+        if v2 and binary_answer(request):
+            send = with_binary_content_type(send)
         sent = False
 
         async def replay() -> Message:

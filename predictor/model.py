@@ -20,7 +20,7 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.model import InferenceVerb
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, RequestedOutput
 
 from predictor.artifact import load_serving_model
 from predictor.cache import PredictionCache, cache_key, count
@@ -45,9 +45,10 @@ V2_INPUT_DATATYPES: Final = ("FP32", "FP64")
 # microseconds, less than a hop to a worker thread. Larger batches go to a thread so that
 # health probes and other requests are not stalled behind them.
 INLINE_MAX_ROWS: Final = 64
-# Cache keys carry this many hex digits of the model version (64 bits: plenty to tell
-# model versions apart, and shorter keys are cheaper in Redis).
-KEY_VERSION_CHARS: Final = 16
+# The model version is this many hex digits of the artifact's sha256 (64 bits: plenty to
+# tell model versions apart, short enough for URLs and cheap in cache keys). The one form
+# used everywhere: X-Model-Version, V2 `model_version` and metadata, gRPC, cache keys.
+VERSION_CHARS: Final = 16
 
 
 class Route(Enum):
@@ -72,6 +73,19 @@ class PreparedBatch:
     canonical: list[str]
     keys: list[str]
     request_id: str | None = None
+    outputs: V2Outputs | None = None
+
+
+@dataclass(frozen=True)
+class V2Outputs:
+    """How a V2 request wants its output: in binary (REST's binary tensor extension, gRPC's
+    `raw_output_contents`) or typed, and the outputs it named, if any."""
+
+    binary: bool
+    requested: list[RequestedOutput] | None
+    as_array: bool = False
+    """Hand kserve the predictions as an array, which its REST encoder writes as each
+    requested output asks (over gRPC it wants a list, and always converts it as asked)."""
 
 
 @dataclass(frozen=True)
@@ -120,12 +134,12 @@ class HousingModel(Model):  # type: ignore[misc]
         # Only the compiled path is cheap enough to run on the event loop; scikit-learn
         # (and anything else) costs a millisecond or more per call and goes to a thread.
         self._inline = self._regressor.kind == KIND_COMPILED_HGB
-        self.version = served.version
+        self.version = served.version[:VERSION_CHARS]
         logger.info(
             "Loaded model %s (%s, version %s) with the %s inference path (%s)",
             self.name,
             served.metadata.get("estimator"),
-            self.version[:12],
+            self.version,
             self._regressor.kind,
             served.path.value,
         )
@@ -186,9 +200,9 @@ class HousingModel(Model):  # type: ignore[misc]
             except InvalidRows as e:
                 raise InvalidInput(str(e)) from e
         canonical = canonical_rows(rows)
-        version = self.version[:KEY_VERSION_CHARS]
-        keys = [cache_key(self.key_prefix, version, d) for d in row_digests(canonical)]
-        return PreparedBatch(route, rows, canonical, keys, request_id)
+        keys = [cache_key(self.key_prefix, self.version, d) for d in row_digests(canonical)]
+        outputs = _v2_outputs(payload) if route is Route.V2 else None
+        return PreparedBatch(route, rows, canonical, keys, request_id, outputs)
 
     def _checked(self, validate: Any, items: Any) -> np.ndarray:
         if isinstance(items, list) and len(items) > self.max_batch_size:
@@ -200,15 +214,16 @@ class HousingModel(Model):  # type: ignore[misc]
         if isinstance(payload, InferRequest):
             return Route.V2, self._decode_v2(payload), payload.id
         if isinstance(payload, dict):
-            instances = payload.get("instances")
-            if not isinstance(instances, list):
-                raise request_error('expected a JSON object {"instances": [...]}')
+            instances = v1_instances(payload)
+            if instances is None:
+                raise request_error(V1_OUTLINE)
             if instances and all(isinstance(item, list) for item in instances):
                 return Route.V1, self._checked(validate_arrays, instances), None
             return Route.V1, self._checked(validate_instances, instances), None
-        raise request_error('expected a JSON object {"instances": [...]}')
+        raise request_error(V1_OUTLINE)
 
     def _decode_v2(self, request: InferRequest) -> np.ndarray:
+        _check_requested_outputs(request.request_outputs)
         if len(request.inputs) != 1:
             raise request_error(f"expected exactly one input tensor, got {len(request.inputs)}")
         tensor = request.inputs[0]
@@ -352,13 +367,67 @@ class HousingModel(Model):  # type: ignore[misc]
             }
         if batch.route is Route.V1:
             return {"predictions": values}
-        output = InferOutput(name=V2_OUTPUT_NAME, shape=[len(values)], datatype="FP64", data=values)
+        outputs = batch.outputs or V2Outputs(binary=False, requested=None)
+        data = result.predictions if outputs.as_array else values
+        output = InferOutput(name=V2_OUTPUT_NAME, shape=[len(values)], datatype="FP64", data=data)
         return InferResponse(
             response_id=batch.request_id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=self.version,
             infer_outputs=[output],
+            use_binary_outputs=outputs.binary,
+            requested_outputs=outputs.requested,
         )
+
+
+V1_OUTLINE: Final = 'expected a JSON object {"instances": [...]} or {"inputs": [...]}'
+
+
+def v1_instances(body: Any) -> list[Any] | None:
+    """The rows of a V1 request: its `instances` or its `inputs` (KServe's V1 protocol takes
+    either), or None when the body is not one of those two outlines."""
+    if not isinstance(body, dict) or ("instances" in body) == ("inputs" in body):
+        return None
+    rows = body["instances"] if "instances" in body else body["inputs"]
+    return rows if isinstance(rows, list) else None
+
+
+def _check_requested_outputs(requested: list[RequestedOutput] | None) -> None:
+    """Only `predict` exists; name it at most once; `binary_data` is a boolean."""
+    seen: set[str] = set()
+    for output in requested or ():
+        if output.name != V2_OUTPUT_NAME:
+            raise request_error(
+                f"unknown output {output.name!r}: this model has one output, {V2_OUTPUT_NAME!r}"
+            )
+        if output.name in seen:
+            raise request_error(f"output {output.name!r} is requested twice")
+        seen.add(output.name)
+        if not isinstance(output.binary_data, bool | None):
+            raise request_error(f"output {output.name!r}: binary_data must be a boolean")
+
+
+def _v2_outputs(request: InferRequest) -> V2Outputs:
+    """Binary or typed output, as asked: over gRPC raw when the inputs came raw; over REST
+    the request's `binary_data_output`, which a requested output's `binary_data` overrides
+    (the binary tensor extension; kserve alone would drop the request-wide default for a
+    named output without `binary_data`)."""
+    binary = bool(request.use_binary_outputs)
+    requested = request.request_outputs
+    if request.from_grpc:  # one output, already checked: kserve's to_grpc needs no list
+        return V2Outputs(binary, None)
+    if requested:
+        requested = [
+            RequestedOutput(
+                name=output.name,
+                parameters={
+                    **(output.parameters or {}),
+                    "binary_data": binary if output.binary_data is None else output.binary_data,
+                },
+            )
+            for output in requested
+        ]
+    return V2Outputs(binary, requested, as_array=binary or bool(requested))
 
 
 def _too_many_rows(rows: int, limit: int) -> InvalidRows:

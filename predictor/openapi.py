@@ -44,6 +44,7 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
             f"{v2}/infer": _v2_infer(max_batch_size),
             v1: _get("Model readiness (V1)", _V1_READY),
             v2: _get("Model metadata (V2)", _V2_METADATA),
+            "/health": _health(),
             "/v2/health/live": _get("Liveness", _flag("live")),
             "/v2/health/ready": _get("Readiness", _flag("ready")),
         },
@@ -154,6 +155,20 @@ def _row_array(features: dict[str, Schema]) -> Schema:
     }
 
 
+# The sample block group of the original service's README: "Try it out" on /docs sends it.
+EXAMPLE_ROW: Final = {
+    "MedInc": 8.3252,
+    "HouseAge": 42.0,
+    "AveRooms": 6.98,
+    "AveBedrms": 1.02,
+    "Population": 322.0,
+    "AveOccup": 2.55,
+    "Latitude": 37.88,
+    "Longitude": -122.23,
+}
+_EXAMPLE_VALUES: Final = [EXAMPLE_ROW[name] for name in FEATURES]
+
+
 # -- responses ----------------------------------------------------------------------------
 
 _ERROR: Final = {
@@ -164,8 +179,9 @@ _ERROR: Final = {
 _PREDICTION_HEADERS: Final = {
     "X-Model-Version": {
         "required": True,
-        "description": "sha256 of the model artifact that answered.",
-        "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "description": "The model version that answered: the first 16 hex digits of the "
+        "sha256 of its artifact (as in V2 `model_version` and the cache keys).",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"},
     },
     "X-Cache": {
         "required": True,
@@ -216,16 +232,50 @@ def _get(summary: str, schema: Schema) -> Schema:
     return {"get": {"summary": summary, "responses": {"200": _json_response("OK", schema)}}}
 
 
+def _health() -> Schema:
+    status = {"type": "object", "required": ["status"], "properties": {"status": {}}}
+    healthy = {**status, "properties": {"status": {"const": "healthy"}}}
+    return {
+        "get": {
+            "summary": "Health (the original service's): 200 while the model is loaded",
+            "responses": {
+                "200": _json_response("The model is loaded.", healthy),
+                "503": _json_response("The model is not loaded.", status),
+            },
+        }
+    }
+
+
 def _predict(
-    summary: str, body: Schema, answer: Schema, errors: dict[str, Schema], bad_request: str
+    summary: str,
+    body: Schema,
+    answer: Schema,
+    errors: dict[str, Schema],
+    bad_request: str,
+    example: Any,
+    binary_answer: bool = False,
 ) -> Schema:
+    ok = _json_response("One prediction per row, in order.", answer, headers=_PREDICTION_HEADERS)
+    if binary_answer:
+        ok["content"]["application/octet-stream"] = {
+            "schema": {
+                "description": "The binary tensor extension: a JSON answer of "
+                "Inference-Header-Content-Length bytes (its output says binary_data_size), "
+                "then the output's little-endian float64s."
+            }
+        }
+        ok["headers"] = {
+            **_PREDICTION_HEADERS,
+            "Inference-Header-Content-Length": {
+                "description": "With a binary answer only: the length of its JSON part.",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            },
+        }
     responses = {
-        "200": _json_response(
-            "One prediction per row, in order.", answer, headers=_PREDICTION_HEADERS
-        ),
+        "200": ok,
         "400": _error(bad_request),
         "413": _error("The body is larger than --max_body_bytes."),
-        "415": _error("Content-Type is not JSON."),
+        "415": _error("A declared Content-Type other than JSON (no Content-Type is read as JSON)."),
         "503": _json_response(
             "Overloaded (retry after Retry-After seconds), or the model is not ready.",
             _ref("Error"),
@@ -236,7 +286,10 @@ def _predict(
     return {
         "post": {
             "summary": summary,
-            "requestBody": {"required": True, "content": {_JSON: {"schema": body}}},
+            "requestBody": {
+                "required": True,
+                "content": {_JSON: {"schema": body, "example": example}},
+            },
             "responses": responses,
         }
     }
@@ -308,23 +361,28 @@ def _legacy_predict(max_batch_size: int) -> Schema:
         ),
     }
     return _predict(
-        "Predict house values (the original system's API)", body, answer, errors, _MALFORMED
+        "Predict house values (the original system's API)",
+        body,
+        answer,
+        errors,
+        _MALFORMED,
+        [EXAMPLE_ROW],
     )
 
 
 def _v1_predict(max_batch_size: int) -> Schema:
     instance = {"anyOf": [_ref("HousingFeatures"), _ref("FeatureArray")]}
+    rows = {"type": "array", "minItems": 1, "maxItems": max_batch_size, "items": instance}
+    # KServe's V1 protocol names the rows `instances` or `inputs`: one of the two.
     body = {
-        "type": "object",
-        "required": ["instances"],
-        "properties": {
-            "instances": {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": max_batch_size,
-                "items": instance,
+        "oneOf": [
+            {
+                "type": "object",
+                "required": [key],
+                "properties": {key: rows, other: False},
             }
-        },
+            for key, other in (("instances", "inputs"), ("inputs", "instances"))
+        ]
     }
     answer = {
         "type": "object",
@@ -334,7 +392,14 @@ def _v1_predict(max_batch_size: int) -> Schema:
     bad_request = (
         f"{_MALFORMED}; an invalid instance or field; or more instances than --max_batch_size."
     )
-    return _predict("Predict house values (KServe V1)", body, answer, {}, bad_request)
+    return _predict(
+        "Predict house values (KServe V1)",
+        body,
+        answer,
+        {},
+        bad_request,
+        {"instances": [EXAMPLE_ROW]},
+    )
 
 
 # kserve's request model takes null for every optional member.
@@ -342,6 +407,11 @@ _PARAMETERS: Final = {
     "type": ["object", "null"],
     "additionalProperties": {"type": ["string", "number", "boolean"]},
 }
+
+
+def _parameters(**known: Schema | bool) -> Schema:
+    """Parameters with some names reserved by the binary tensor extension."""
+    return {**_PARAMETERS, "properties": known}
 
 
 def _tensor(datatype: str, max_batch_size: int) -> Schema:
@@ -369,7 +439,9 @@ def _tensor(datatype: str, max_batch_size: int) -> Schema:
                 "maxItems": max_batch_size,
                 "items": _row_array(_feature_schemas(datatype)),
             },
-            "parameters": _PARAMETERS,
+            # Only in a binary-extension body (Inference-Header-Content-Length), which this
+            # JSON document does not describe.
+            "parameters": _parameters(binary_data_size=False),
         },
     }
 
@@ -381,7 +453,12 @@ def _v2_infer(max_batch_size: int) -> Schema:
         "required": ["inputs"],
         "properties": {
             "id": {"type": ["string", "null"]},
-            "parameters": _PARAMETERS,
+            "parameters": _parameters(
+                binary_data_output={
+                    "type": "boolean",
+                    "description": "true: answer with the binary tensor extension.",
+                }
+            ),
             "inputs": {
                 "type": "array",
                 "description": "Exactly one input tensor, FP64 or FP32 (widened through "
@@ -392,10 +469,21 @@ def _v2_infer(max_batch_size: int) -> Schema:
             },
             "outputs": {
                 "type": ["array", "null"],
+                "description": "The outputs to answer with: this model has one.",
+                "maxItems": 1,
                 "items": {
                     "type": "object",
                     "required": ["name"],
-                    "properties": {"name": {"type": "string"}, "parameters": _PARAMETERS},
+                    "properties": {
+                        "name": {"const": "predict"},
+                        "parameters": _parameters(
+                            binary_data={
+                                "type": "boolean",
+                                "description": "In binary or not, whatever "
+                                "binary_data_output says.",
+                            }
+                        ),
+                    },
                 },
             },
         },
@@ -428,12 +516,20 @@ def _v2_infer(max_batch_size: int) -> Schema:
     )
     bad_request = (
         f"{_MALFORMED}; not one FP32 or FP64 tensor of shape [N, 8] "
-        "with N x 8 numbers; an invalid value; or more rows than --max_batch_size."
+        "with N x 8 numbers; an invalid value; an unknown output; a malformed binary "
+        "tensor extension; or more rows than --max_batch_size."
     )
+    example = {
+        "inputs": [
+            {"name": "input-0", "shape": [1, 8], "datatype": "FP64", "data": [_EXAMPLE_VALUES]}
+        ]
+    }
     return _predict(
         "Predict house values (Open Inference Protocol, V2)",
         body,
         answer,
         {"422": unprocessable},
         bad_request,
+        example,
+        binary_answer=True,
     )

@@ -169,7 +169,8 @@ def test_v2_metadata_and_health(client: httpx.Client) -> None:
 def test_prediction_headers_and_cache_states(
     client: httpx.Client, model_dir: Any, sample: list[dict[str, float]]
 ) -> None:
-    version = json.loads((model_dir / "metadata.json").read_text())["model_version"]
+    # One form of the version everywhere: the artifact's sha256, its first 16 hex digits.
+    version = json.loads((model_dir / "metadata.json").read_text())["model_version"][:16]
     fresh = [{**item, "Population": 1000 + n + math.pi} for n, item in enumerate(sample)]
     first = legacy(client, fresh[:2])
     assert first.headers["X-Cache"] == "MISS"
@@ -226,3 +227,54 @@ def test_exact_repeats_come_from_the_response_memo(
     reordered = legacy(client, [dict(reversed(list(item.items()))) for item in rows])
     assert (reordered.headers["X-Cache"], reordered.json()) == ("HIT", first.json())
     assert hits(client, "local") == local_before + len(rows)
+
+
+def test_v1_takes_inputs_as_well_as_instances(
+    client: httpx.Client, sample: list[dict[str, float]]
+) -> None:
+    expected = v1(client, sample).json()
+    rows = [as_array(item) for item in sample]
+    for body in ({"inputs": sample}, {"inputs": rows}):
+        response = client.post("/v1/models/housing:predict", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json() == expected
+    both = client.post("/v1/models/housing:predict", json={"instances": rows, "inputs": rows})
+    assert both.status_code == 400
+    assert '{"inputs": [...]}' in both.json()["error"]
+
+
+def test_health_is_the_original_services(client: httpx.Client) -> None:
+    response = client.get("/health")
+    assert (response.status_code, response.json()) == (200, {"status": "healthy"})
+    assert response.headers["content-type"] == "application/json"
+    assert client.head("/health").status_code == 200
+    assert client.post("/health").status_code == 405
+
+
+def test_the_served_version_answers_like_the_unversioned_routes(
+    client: httpx.Client, sample: list[dict[str, float]]
+) -> None:
+    version = legacy(client, sample).headers["X-Model-Version"]
+    metadata = client.get("/v2/models/housing").json()
+    assert metadata["versions"] == [version]
+    base = f"/v2/models/housing/versions/{version}"
+    assert client.get(base).json() == metadata
+    assert client.get(f"{base}/ready").json() == client.get("/v2/models/housing/ready").json()
+    flat = [v for item in sample for v in as_array(item)]
+    body = {
+        "inputs": [{"name": "input-0", "shape": [len(sample), 8], "datatype": "FP64", "data": flat}]
+    }
+    answer = client.post(f"{base}/infer", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == version
+    assert answer.json()["outputs"] == v2(client, flat, [len(sample), 8]).json()["outputs"]
+
+
+@pytest.mark.parametrize("suffix", ["", "/ready", "/infer"])
+def test_other_versions_are_404_naming_the_served_one(client: httpx.Client, suffix: str) -> None:
+    path = f"/v2/models/housing/versions/1{suffix}"
+    response = client.post(path, json={}) if suffix == "/infer" else client.get(path)
+    assert response.status_code == 404
+    assert "no version '1'" in response.json()["error"]
+    version = client.get("/v2/models/housing").json()["versions"][0]
+    assert version in response.json()["error"]
