@@ -90,7 +90,14 @@ def write_settings(model_dir: Path, work_dir: Path, http_port: int) -> Path:
     """A repository directory: server settings.json and the model's model-settings.json."""
     repository = work_dir / "mlserver"
     (repository / MODEL_NAME).mkdir(parents=True, exist_ok=True)
-    server = {"http_port": http_port, "grpc_port": free_port(), "metrics_port": free_port()}
+    server = {
+        "http_port": http_port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        # MLServer's defaults are `.envs` and `.metrics` in its working directory: the checkout.
+        "environments_dir": str((work_dir / "mlserver-envs").resolve()),
+        "metrics_dir": str((work_dir / "mlserver-metrics").resolve()),
+    }
     model = {
         "name": MODEL_NAME,
         "implementation": "mlserver_sklearn.SKLearnModel",
