@@ -776,9 +776,13 @@ def test_cluster_settings_are_in_range() -> None:
 # --- image -----------------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+MODEL_DOCKERFILE: Final = REPO / "deploy" / "model-image" / "Dockerfile"
+VENV_PYTHON: Final = "/opt/venv/bin/python"
+
+
+def dockerfile_instructions(path: Path = REPO / "Dockerfile") -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
+    text = path.read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     return [
@@ -796,7 +800,8 @@ def hadolint() -> str:
     return path
 
 
-def test_dockerfile_passes_hadolint() -> None:
+@pytest.mark.parametrize("dockerfile", [REPO / "Dockerfile", MODEL_DOCKERFILE])
+def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     result = subprocess.run(
         [
             hadolint(),
@@ -804,7 +809,7 @@ def test_dockerfile_passes_hadolint() -> None:
             "--failure-threshold",
             "style",
             "--disable-ignore-pragma",
-            "Dockerfile",
+            str(dockerfile.relative_to(REPO)),
         ],
         cwd=REPO,
         capture_output=True,
@@ -830,18 +835,50 @@ def test_dockerfile_builds_the_image_the_manifest_expects(
     [entrypoint] = [json.loads(arg) for kind, arg in final if kind == "ENTRYPOINT"]
     [cmd] = [json.loads(arg) for kind, arg in final if kind == "CMD"]
     assert uid > 0
-    assert entrypoint == ["python", "-m", "predictor"]
+    # The venv's own python: a Debian base has python3 but no bare `python` on PATH.
+    assert entrypoint == [VENV_PYTHON, "-m", "predictor"]
     assert cli_flags(cmd) == {"--model_dir": MODEL_DIR, "--model_name": MODEL_NAME}
-    assert any(
-        kind == "RUN" and f"predictor.train --model_dir {MODEL_DIR}" in arg
-        for kind, arg in instructions
-    )
-    assert ("COPY", f"--from=build {MODEL_DIR} {MODEL_DIR}") in final
+    runs = [arg for kind, arg in instructions if kind == "RUN"]
+    assert not [run for run in runs if re.search(r"(^|[\s;&|])python\s", run)], "bare python"
+    # No model in the server image: it comes from storageUri at /mnt/models.
+    assert not [run for run in runs if "predictor.train" in run]
+    assert not [arg for kind, arg in instructions if kind == "COPY" and MODEL_DIR in arg]
+    # pip trusts the optional ca-bundle secret, and caches in a BuildKit cache mount.
+    [install] = [run for run in runs if "pip install" in run]
+    assert "--mount=type=secret,id=ca-bundle," in install and "PIP_CERT=" in install
+    assert "--mount=type=cache,target=/root/.cache/pip" in install
 
     for source in SOURCES:
         container = predictor_container(the_one(manifests[source], "InferenceService"))
         assert "command" not in container, "the image's ENTRYPOINT is the command"
         assert container["securityContext"]["runAsUser"] == uid
+
+
+def test_model_image_is_a_kserve_modelcar() -> None:
+    """What KServe's modelcar containers run in the image: `sh -c` with `[`, `ls`, `ln` and
+    `sleep` (a busybox base), the files under /models/, a non-root UID equal to the server's
+    (so the server may follow /proc/<pid>/root), labels for every metric."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from model_artifact import SHIPPED, image_labels
+
+    instructions = dockerfile_instructions(MODEL_DOCKERFILE)
+    args = dict(arg.split("=", 1) for kind, arg in instructions if kind == "ARG" and "=" in arg)
+    assert re.fullmatch(r"busybox:[\d.]+@sha256:[0-9a-f]{64}", args["BASE_IMAGE"])
+    assert [arg for kind, arg in instructions if kind == "FROM"] == ["${BASE_IMAGE}"]
+    [copy_args] = [arg.split() for kind, arg in instructions if kind == "COPY"]
+    assert copy_args[-1] == "/models/"
+    assert {re.sub(r"\[(.)\]", r"\1", name) for name in copy_args[:-1]} == set(SHIPPED)
+    [user] = [arg for kind, arg in instructions if kind == "USER"]
+    server_user = [arg for kind, arg in dockerfile_instructions() if kind == "USER"]
+    assert [user] == server_user
+    metadata = {
+        "model_version": "ab" * 32,
+        "estimator": "hgb",
+        "metrics_held_out": {"r2": 0.85, "mae": 0.29, "rmse": 0.44},
+    }
+    labels = " ".join(arg for kind, arg in instructions if kind == "LABEL")
+    for build_arg in image_labels(metadata):
+        assert build_arg in args and "${" + build_arg + "}" in labels
 
 
 def test_dockerignore_admits_only_what_the_dockerfile_copies() -> None:
