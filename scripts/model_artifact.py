@@ -1,12 +1,13 @@
 """Ship a trained model directory the KServe way, without rebuilding the server image.
 
-    python scripts/model_artifact.py image   --model_dir DIR --tag REPO:TAG [--base IMAGE]
+    python scripts/model_artifact.py image   --model_dir DIR --tag REPO[:TAG] [--base IMAGE]
                                              [--docker PATH] [--push]
     python scripts/model_artifact.py archive --model_dir DIR [--out FILE]
 
 `image` builds a modelcar (deploy/model-image/Dockerfile: the files under /models/ on a
 busybox base) labelled with the model version and held-out metrics of DIR/metadata.json, for
-`storageUri: oci://REPO:TAG`. `archive` writes a reproducible .tar.gz of the same files at the
+`storageUri: oci://REPO:TAG`; without a TAG, the tag is the first 12 hex digits of the model
+version. `archive` writes a reproducible .tar.gz of the same files at the
 archive's root, which KServe's storage initializer unpacks into /mnt/models when storageUri
 names it (s3://, gs:// or https://). Both check the directory first, as the server will.
 """
@@ -56,6 +57,11 @@ def image_labels(metadata: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def image_tag(name: str, model_version: str) -> str:
+    """`name` if it has a tag, else `name:<first 12 hex digits of the model version>`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{model_version[:12]}"
+
+
 def source_revision() -> str:
     result = subprocess.run(
         ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
@@ -102,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     image = commands.add_parser("image", help="build (and push) the modelcar image")
     image.add_argument("--model_dir", type=Path, required=True)
-    image.add_argument("--tag", required=True, help="REPO:TAG of the image")
+    image.add_argument("--tag", required=True, help="REPO:TAG or REPO (tag: model version)")
     image.add_argument("--base", help="base image with sh (default: the Dockerfile's busybox)")
     image.add_argument("--docker", default=os.environ.get("DOCKER", "docker"))
     image.add_argument("--network", help="docker build --network, e.g. host")
@@ -110,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive = commands.add_parser("archive", help="write the storageUri archive")
     archive.add_argument("--model_dir", type=Path, required=True)
     archive.add_argument(
-        "--out", type=Path, help="default: DIR/../housing-model-<version[:12]>.tar.gz"
+        "--out", type=Path, help="default: dist/housing-model-<version[:12]>.tar.gz"
     )
     return parser
 
@@ -119,21 +125,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "archive":
         version = str(checked_metadata(args.model_dir)["model_version"])
-        out = args.out or args.model_dir.parent / f"housing-model-{version[:12]}.tar.gz"
+        out = args.out or Path("dist") / f"housing-model-{version[:12]}.tar.gz"
         print(write_archive(args.model_dir, out))
         return 0
-    if args.tag.endswith(":latest") or ":" not in args.tag.rsplit("/", 1)[-1]:
-        print("refusing an untagged or :latest image: name the model version", file=sys.stderr)
+    tag = image_tag(args.tag, str(checked_metadata(args.model_dir)["model_version"]))
+    if tag.endswith(":latest"):
+        print("refusing :latest: a model image names its model version", file=sys.stderr)
         return 2
     extra = ["--network", args.network] if args.network else []
     subprocess.run(
-        build_image(args.model_dir, args.tag, args.base, args.docker, extra),
+        build_image(args.model_dir, tag, args.base, args.docker, extra),
         check=True,
         env={**os.environ, "DOCKER_BUILDKIT": "1"},
     )
     if args.push:
-        subprocess.run([args.docker, "push", args.tag], check=True)
-    print(args.tag)
+        subprocess.run([args.docker, "push", tag], check=True)
+    print(tag)
     return 0
 
 
