@@ -23,7 +23,13 @@ SOAK_ARGS ?=
 # Extra flags for `make original-load`, e.g. ORIGINAL_LOAD_ARGS=--quick or "--modes rtt"
 ORIGINAL_LOAD_ARGS ?=
 
-.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc original-load
+# Where `make model-image` tags the modelcar; with no :TAG the tag is the model version.
+MODEL_IMAGE ?= ghcr.io/example/housing-model
+# Extra flags for `make model-image`, e.g. MODEL_IMAGE_ARGS="--push" or "--base IMAGE"
+MODEL_IMAGE_ARGS ?=
+
+.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc \
+	original-load model-image model-archive image-test
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -104,6 +110,23 @@ format: $(DEV_STAMP)
 
 test: $(DEV_STAMP) lint
 	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest
+	@if why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
+	else echo "make test: skipping make image-test (the container test): $$why"; fi
+
+# The model of $(MODEL_DIR) as a KServe modelcar image (storageUri: oci://...), labelled with
+# its version and held-out metrics; needs docker with BuildKit.
+model-image: $(MODEL_DIR)/model.joblib
+	$(PY) scripts/model_artifact.py image --model_dir $(MODEL_DIR) --tag $(MODEL_IMAGE) \
+		$(MODEL_IMAGE_ARGS)
+
+# The same files as a .tar.gz for storageUri: s3://, gs:// or https:// (in dist/).
+model-archive: $(MODEL_DIR)/model.joblib
+	$(PY) scripts/model_artifact.py archive --model_dir $(MODEL_DIR)
+
+# Build the server and model images here (Debian bases via mmdebstrap, dockerd started if
+# needed) and run them as a KServe pod would; see .ci/image-test.
+image-test: $(DEV_STAMP)
+	.ci/image-test $(PY) $(HOUSING_DATA)
 
 # Everything the targets and tools create in the checkout. The MLServer peer's venv lives in
 # ~/.cache/housing-predictor/ and is shared by every clone: remove that by hand.

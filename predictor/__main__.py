@@ -12,6 +12,7 @@ from typing import Any
 
 from predictor.artifact import ModelArtifactError
 from predictor.cache import TieredCache, build_cache
+from predictor.model_wait import wait_for_model_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logs.configure(settings.log_format, settings.log_level)
     server = kserve.ModelServer(**settings.server)
+    if settings.model_wait_seconds and not wait_for_model_dir(
+        settings.model_dir, settings.model_wait_seconds
+    ):
+        logger.error("No model in %s after %.0f s", settings.model_dir, settings.model_wait_seconds)
     try:
         model.load()
     except ModelArtifactError as e:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from predictor.model_wait import ASYNC_MODE
+
 REDIS_URL_SCHEMES: Final = ("redis", "rediss")
 _MASK: Final = "***"
 
@@ -63,6 +65,9 @@ class Settings:
     """`json` (one object per line) or `text`."""
     log_level: str = "INFO"
     """From KSERVE_LOGLEVEL, as kserve itself reads it."""
+    model_wait_seconds: float = 0.0
+    """How long to wait for the model directory to appear before loading it: the
+    --model_wait_seconds flag when KServe says MODEL_INIT_MODE=async (a modelcar), else 0."""
 
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -128,6 +133,13 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=5.0,
         help="How long an open breaker skips Redis before probing it again.",
     )
+    parser.add_argument(
+        "--model_wait_seconds",
+        type=float,
+        default=120.0,
+        help="With MODEL_INIT_MODE=async (KServe, for a modelcar): how long to wait for the "
+        "model directory to appear before giving up.",
+    )
     # Our defaults for kserve flags: the model is "housing", and no per-request log line.
     parser.set_defaults(model_name="housing", enable_latency_logging=False)
     return parser
@@ -186,6 +198,8 @@ def parse_settings(
         "cache_ttl_seconds",
     ):
         _positive(name, getattr(args, name))
+    if args.model_wait_seconds < 0:
+        raise SystemExit(f"--model_wait_seconds must be >= 0, got {args.model_wait_seconds}")
     for name in _POSITIVE_REDIS_FLAGS:
         _positive(name, getattr(args, name))
     if args.response_cache_size < 0:
@@ -232,4 +246,7 @@ def parse_settings(
         server=server,
         log_format=args.log_format,
         log_level=environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
+        model_wait_seconds=(
+            args.model_wait_seconds if environ.get("MODEL_INIT_MODE") == ASYNC_MODE else 0.0
+        ),
     )

@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
 set -euo pipefail
-# Build the predictor image, push it, and print the digest to pin in overlays/prod.
+# Build the predictor (server) image, push it, and print the digest to pin in overlays/prod.
+# The image holds no model: ship one with `make model-image` (scripts/model_artifact.py).
 #
 #   IMAGE=ghcr.io/acme/housing-predictor TAG=0.1.0 scripts/build_and_push.sh
 #
 # IMAGE  repository to push to (default: ghcr.io/example/housing-predictor, the manifests')
 # TAG    image tag (default: the current git commit, short)
-# ESTIMATOR  model to train into the image: hgb (default) or svr
 # PLATFORM   target platform (default: linux/amd64)
-# Needs docker and a login to the registry (docker login). The build downloads the
-# California-housing data set to train the model, so the build machine needs internet.
+# CA_BUNDLE  a CA bundle for pip to trust during the build (behind a TLS-inspecting proxy)
+# Needs docker with BuildKit and a login to the registry (docker login).
 
 IMAGE="${IMAGE:-ghcr.io/example/housing-predictor}"
 TAG="${TAG:-$(git rev-parse --short HEAD)}"
-ESTIMATOR="${ESTIMATOR:-hgb}"
 PLATFORM="${PLATFORM:-linux/amd64}"
 
 if [[ "${TAG}" == "latest" ]]; then
@@ -24,9 +23,13 @@ fi
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ref="${IMAGE}:${TAG}"
 
-docker build \
+secret=()
+if [[ -n "${CA_BUNDLE:-}" ]]; then
+  secret=(--secret "id=ca-bundle,src=${CA_BUNDLE}")
+fi
+DOCKER_BUILDKIT=1 docker build \
   --platform "${PLATFORM}" \
-  --build-arg "ESTIMATOR=${ESTIMATOR}" \
+  "${secret[@]}" \
   --tag "${ref}" \
   "${repo_root}"
 docker push "${ref}"

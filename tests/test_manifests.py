@@ -37,7 +37,11 @@ from tests.system_tools import require_tool
 REPO: Final = Path(__file__).resolve().parents[1]
 # CI clones the repository next to a copy of shared/; the CRDs are read there, never copied.
 CRDS: Final = REPO.parent / "shared" / "k8s-schemas"
-OVERLAYS: Final = ("dev", "prod", "grpc")
+# Overlays with a namespace and domain of their own, and those layered on one of them: a
+# canary of a new model version on prod, payload logging on dev.
+NAMESPACED_OVERLAYS: Final = ("dev", "prod", "grpc", "s3")
+LAYERED_OVERLAYS: Final = {"canary": "prod", "logger": "dev"}
+OVERLAYS: Final = (*NAMESPACED_OVERLAYS, *LAYERED_OVERLAYS)
 # "top-level": the files as committed (inferenceservice.yaml and knative/), before kustomize.
 SOURCES: Final = ("top-level", *OVERLAYS)
 K8S_VERSION: Final = "1.32"
@@ -49,6 +53,9 @@ IMAGE_REPO: Final = "ghcr.io/example/housing-predictor"
 PROBE_ROUTES: Final = {f"/v1/models/{MODEL_NAME}", "/v2/health/live", "/v2/health/ready"}
 # Environment the server reads; anything else in the manifest would be ignored silently.
 SERVER_ENV: Final = {"REDIS_URL", "REDIS_PASSWORD"}
+# What KServe itself reads from a custom predictor's container: the model's storageUri.
+KSERVE_ENV: Final = {"STORAGE_URI"}
+STORAGE_SCHEMES: Final = {"oci", "s3", "gs", "https", "pvc"}
 # Ports the queue-proxy and Knative's sidecars use in every Knative pod.
 KNATIVE_RESERVED_PORTS: Final = {8008, 8012, 8013, 8022, 9090, 9091}
 KNATIVE_PORT_NAMES: Final = {"http1": "--http_port", "h2c": "--grpc_port"}
@@ -64,7 +71,7 @@ KSERVE_OWNED_ANNOTATIONS: Final = {
     f"autoscaling.knative.dev/{key}"
     for key in ("min-scale", "max-scale", "minScale", "maxScale", "class", "metric", "target")
 }
-CORE_KINDS: Final = {"ConfigMap", "Deployment", "Namespace", "Secret", "Service"}
+CORE_KINDS: Final = {"ConfigMap", "Deployment", "Namespace", "Secret", "Service", "ServiceAccount"}
 CRD_KINDS: Final = {"InferenceService", "DomainMapping"}
 
 
@@ -114,6 +121,14 @@ def validators() -> dict[str, jsonschema.protocols.Validator]:
         "DomainMapping": crd_validator(CRDS / "knative-domainmapping.crd.yaml", "v1beta1"),
         "Service.serving.knative.dev": crd_validator(CRDS / "knative-service.crd.yaml", "v1"),
     }
+
+
+REDIS: Final = "housing-redis"
+
+
+def named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [found] = [doc for doc in of_kind(docs, kind) if doc["metadata"]["name"] == name]
+    return found
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -291,6 +306,8 @@ def kserve_webhook_errors(isvc: dict[str, Any]) -> list[str]:
         problems.append(
             f"need 0 < scaleTarget <= containerConcurrency <= {MAX_CONTAINER_CONCURRENCY}"
         )
+    if not 0 <= predictor.get("canaryTrafficPercent", 0) <= 100:
+        problems.append("canaryTrafficPercent must be in 0..100")
     if not 0 < predictor.get("timeout", 0) <= MAX_TIMEOUT_SECONDS:
         problems.append(f"timeout must be in 1..{MAX_TIMEOUT_SECONDS}")
     return problems
@@ -354,8 +371,8 @@ def predictor_container_errors(isvc: dict[str, Any]) -> list[str]:
     limits, requests = (container.get("resources", {}).get(k, {}) for k in ("limits", "requests"))
     if not {"cpu", "memory"} <= limits.keys() & requests.keys():
         problems.append("cpu and memory requests and limits are required")
-    if {e["name"] for e in container.get("env", [])} - SERVER_ENV:
-        problems.append(f"env: the server reads only {sorted(SERVER_ENV)}")
+    if {e["name"] for e in container.get("env", [])} - SERVER_ENV - KSERVE_ENV:
+        problems.append(f"env: the server reads only {sorted(SERVER_ENV)}, KServe {KSERVE_ENV}")
     tmp = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
     volumes = {v["name"]: v for v in predictor.get("volumes", [])}
     if len(tmp) != 1 or "emptyDir" not in volumes.get(tmp[0], {}):
@@ -365,16 +382,23 @@ def predictor_container_errors(isvc: dict[str, Any]) -> list[str]:
 
 # --- rendering -----------------------------------------------------------------------------
 
+_ISVC_STACK: Final = ["Deployment", "DomainMapping", "InferenceService", "Namespace", "Service"]
 EXPECTED_KINDS: Final = {
-    "dev": ["Deployment", "DomainMapping", "InferenceService", "Namespace", "Secret", "Service"],
-    "prod": ["Deployment", "DomainMapping", "InferenceService", "Namespace", "Service"],
-    "grpc": ["Deployment", "DomainMapping", "InferenceService", "Namespace", "Secret", "Service"],
+    "dev": sorted([*_ISVC_STACK, "Secret"]),
+    "prod": _ISVC_STACK,
+    "grpc": sorted([*_ISVC_STACK, "Secret"]),
+    "s3": sorted([*_ISVC_STACK, "Secret", "Secret", "ServiceAccount"]),
+    "canary": _ISVC_STACK,
+    "logger": sorted([*_ISVC_STACK, "Deployment", "Secret", "Service"]),
 }
 EXPECTED_OVERLAY: Final = {
     # overlay: (namespace, image tag, maxReplicas, domain, port name)
     "dev": ("housing-dev", "0.2.0-dev", 1, "housing.dev.example.com", "http1"),
     "prod": ("housing-prod", "0.1.0", 10, "housing.example.com", "http1"),
     "grpc": ("housing-grpc", "0.1.0", 4, "grpc.housing.example.com", "h2c"),
+    "s3": ("housing-s3", "0.1.0", 4, "housing.s3.example.com", "http1"),
+    "canary": ("housing-prod", "0.1.0", 10, "housing.example.com", "http1"),
+    "logger": ("housing-dev", "0.2.0-dev", 1, "housing.dev.example.com", "http1"),
 }
 
 
@@ -406,8 +430,10 @@ def test_overlays_differ_in_resources_and_domain(
         return json.dumps(container["resources"], sort_keys=True)
 
     assert len({resources_of(o) for o in ("dev", "prod")}) == 2
-    domains = [the_one(manifests[o], "DomainMapping")["metadata"]["name"] for o in OVERLAYS]
-    assert len(set(domains)) == len(OVERLAYS)
+    domains = [
+        the_one(manifests[o], "DomainMapping")["metadata"]["name"] for o in NAMESPACED_OVERLAYS
+    ]
+    assert len(set(domains)) == len(NAMESPACED_OVERLAYS)
 
 
 def test_prod_uses_an_out_of_band_redis_secret_and_tls(
@@ -417,6 +443,114 @@ def test_prod_uses_an_out_of_band_redis_secret_and_tls(
     prod = manifests["prod"]
     assert of_kind(prod, "Secret") == []
     assert the_one(prod, "DomainMapping")["spec"]["tls"]["secretName"]
+
+
+def env_value(isvc: dict[str, Any], name: str) -> str:
+    [value] = [e["value"] for e in predictor_container(isvc).get("env", []) if e["name"] == name]
+    return str(value)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_the_model_comes_from_a_pinned_storage_uri(
+    manifests: dict[str, list[dict[str, Any]]], source: str
+) -> None:
+    """KServe reads a custom predictor's storageUri from STORAGE_URI and puts the model at
+    /mnt/models, where the args point; a modelcar is pinned to a tag other than latest."""
+    isvc = the_one(manifests[source], "InferenceService")
+    uri = urlsplit(env_value(isvc, "STORAGE_URI"))
+    assert uri.scheme in STORAGE_SCHEMES and uri.netloc, uri
+    assert uri.scheme == ("s3" if source == "s3" else "oci")
+    if uri.scheme == "oci":
+        assert image_errors(uri.netloc + uri.path) == [], uri
+    assert cli_flags(predictor_container(isvc)["args"])["--model_dir"] == MODEL_DIR
+
+
+def without(isvc: dict[str, Any], *paths: tuple[str, ...]) -> dict[str, Any]:
+    out = copy.deepcopy(isvc)
+    for path in paths:
+        parent = out
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1], None)
+    return out
+
+
+def test_canary_changes_only_the_model_and_the_traffic_split(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """A new model version is a new STORAGE_URI on the same server image; KServe splits the
+    traffic between the revision that took all of it and the new one, both tagged."""
+    prod = the_one(manifests["prod"], "InferenceService")
+    canary = the_one(manifests["canary"], "InferenceService")
+    percent = canary["spec"]["predictor"]["canaryTrafficPercent"]
+    assert isinstance(percent, int) and 0 < percent < 100
+    assert "canaryTrafficPercent" not in prod["spec"]["predictor"]
+    assert canary["metadata"]["annotations"]["serving.kserve.io/enable-tag-routing"] == "true"
+    assert env_value(canary, "STORAGE_URI") != env_value(prod, "STORAGE_URI")
+    assert predictor_container(canary)["image"] == predictor_container(prod)["image"]
+
+    prod, canary = copy.deepcopy(prod), copy.deepcopy(canary)
+    for isvc in (prod, canary):
+        [entry] = [e for e in predictor_container(isvc)["env"] if e["name"] == "STORAGE_URI"]
+        entry["value"] = "compared above"
+    assert (
+        without(
+            canary,
+            ("metadata", "annotations", "serving.kserve.io/enable-tag-routing"),
+            ("spec", "predictor", "canaryTrafficPercent"),
+        )
+        == prod
+    )
+    others = [d for d in manifests["canary"] if d["kind"] != "InferenceService"]
+    assert others == [d for d in manifests["prod"] if d["kind"] != "InferenceService"]
+
+
+def test_s3_overlay_gives_kserve_credentials_through_a_service_account(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    docs = manifests["s3"]
+    isvc = the_one(docs, "InferenceService")
+    account = named(docs, "ServiceAccount", isvc["spec"]["predictor"]["serviceAccountName"])
+    assert account["automountServiceAccountToken"] is False
+    assert isvc["spec"]["predictor"]["automountServiceAccountToken"] is False
+    [ref] = account["secrets"]
+    secret = named(docs, "Secret", ref["name"])
+    # The keys and annotations KServe's credential builder reads (pkg/credentials/s3).
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secret["stringData"].keys()
+    endpoint = secret["metadata"]["annotations"]["serving.kserve.io/s3-endpoint"]
+    assert "://" not in endpoint and endpoint
+    assert env_value(isvc, "STORAGE_URI").startswith("s3://")
+
+
+def test_logger_overlay_sends_payloads_to_a_sink_in_the_namespace(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """spec.predictor.logger is KServe's own (its agent sends CloudEvents); the URL must be
+    a Service of the overlay, selecting a hardened sink, on a port it listens on."""
+    docs = manifests["logger"]
+    isvc = the_one(docs, "InferenceService")
+    logger = isvc["spec"]["predictor"]["logger"]
+    assert logger["mode"] in ("all", "request", "response")
+    url = urlsplit(logger["url"])
+    name, namespace, *rest = (url.hostname or "").split(".")
+    assert url.scheme == "http" and rest == ["svc", "cluster", "local"]
+    assert namespace == isvc["metadata"]["namespace"]
+    service = named(docs, "Service", name)
+    [port] = [p for p in service["spec"]["ports"] if p["port"] == (url.port or 80)]
+    [sink] = [
+        d
+        for d in of_kind(docs, "Deployment")
+        if service["spec"]["selector"].items()
+        <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+    [container] = sink["spec"]["template"]["spec"]["containers"]
+    assert port["targetPort"] in {p["name"] for p in container["ports"]}
+    assert security_context_errors(container) == []
+    assert IMAGE_DIGEST.search(container["image"])
+    assert sink["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    # Everything but the logger and the sink is dev as it is.
+    dev = the_one(manifests["dev"], "InferenceService")
+    assert without(isvc, ("spec", "predictor", "logger")) == dev
 
 
 # --- schemas -------------------------------------------------------------------------------
@@ -657,6 +791,7 @@ def test_knative_annotation_rules_reject_bad_values(
         (("spec", "predictor", "scaleTarget"), 17, "scaleTarget"),
         (("spec", "predictor", "containerConcurrency"), 2000, "containerConcurrency"),
         (("spec", "predictor", "timeout"), 900, "timeout"),
+        (("spec", "predictor", "canaryTrafficPercent"), 150, "canaryTrafficPercent"),
         (("metadata", "annotations", "serving.kserve.io/deploymentMode"), "Standard", "Knative"),
         (("metadata", "name"), "housing-" + "x" * 50, "name"),
     ],
@@ -722,7 +857,7 @@ def test_redis_is_hardened_and_wired_to_the_predictor(
     manifests: dict[str, list[dict[str, Any]]], source: str
 ) -> None:
     docs = manifests[source]
-    deployment, service = the_one(docs, "Deployment"), the_one(docs, "Service")
+    deployment, service = named(docs, "Deployment", REDIS), named(docs, "Service", REDIS)
     pod = deployment["spec"]["template"]
     [redis] = pod["spec"]["containers"]
     assert security_context_errors(redis) == []
@@ -776,9 +911,13 @@ def test_cluster_settings_are_in_range() -> None:
 # --- image -----------------------------------------------------------------------------------
 
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) of the Dockerfile, continuation lines joined."""
-    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+MODEL_DOCKERFILE: Final = REPO / "deploy" / "model-image" / "Dockerfile"
+VENV_PYTHON: Final = "/opt/venv/bin/python"
+
+
+def dockerfile_instructions(path: Path = REPO / "Dockerfile") -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined."""
+    text = path.read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     return [
@@ -796,7 +935,8 @@ def hadolint() -> str:
     return path
 
 
-def test_dockerfile_passes_hadolint() -> None:
+@pytest.mark.parametrize("dockerfile", [REPO / "Dockerfile", MODEL_DOCKERFILE])
+def test_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     result = subprocess.run(
         [
             hadolint(),
@@ -804,7 +944,7 @@ def test_dockerfile_passes_hadolint() -> None:
             "--failure-threshold",
             "style",
             "--disable-ignore-pragma",
-            "Dockerfile",
+            str(dockerfile.relative_to(REPO)),
         ],
         cwd=REPO,
         capture_output=True,
@@ -830,18 +970,50 @@ def test_dockerfile_builds_the_image_the_manifest_expects(
     [entrypoint] = [json.loads(arg) for kind, arg in final if kind == "ENTRYPOINT"]
     [cmd] = [json.loads(arg) for kind, arg in final if kind == "CMD"]
     assert uid > 0
-    assert entrypoint == ["python", "-m", "predictor"]
+    # The venv's own python: a Debian base has python3 but no bare `python` on PATH.
+    assert entrypoint == [VENV_PYTHON, "-m", "predictor"]
     assert cli_flags(cmd) == {"--model_dir": MODEL_DIR, "--model_name": MODEL_NAME}
-    assert any(
-        kind == "RUN" and f"predictor.train --model_dir {MODEL_DIR}" in arg
-        for kind, arg in instructions
-    )
-    assert ("COPY", f"--from=build {MODEL_DIR} {MODEL_DIR}") in final
+    runs = [arg for kind, arg in instructions if kind == "RUN"]
+    assert not [run for run in runs if re.search(r"(^|[\s;&|])python\s", run)], "bare python"
+    # No model in the server image: it comes from storageUri at /mnt/models.
+    assert not [run for run in runs if "predictor.train" in run]
+    assert not [arg for kind, arg in instructions if kind == "COPY" and MODEL_DIR in arg]
+    # pip trusts the optional ca-bundle secret, and caches in a BuildKit cache mount.
+    [install] = [run for run in runs if "pip install" in run]
+    assert "--mount=type=secret,id=ca-bundle," in install and "PIP_CERT=" in install
+    assert "--mount=type=cache,target=/root/.cache/pip" in install
 
     for source in SOURCES:
         container = predictor_container(the_one(manifests[source], "InferenceService"))
         assert "command" not in container, "the image's ENTRYPOINT is the command"
         assert container["securityContext"]["runAsUser"] == uid
+
+
+def test_model_image_is_a_kserve_modelcar() -> None:
+    """What KServe's modelcar containers run in the image: `sh -c` with `[`, `ls`, `ln` and
+    `sleep` (a busybox base), the files under /models/, a non-root UID equal to the server's
+    (so the server may follow /proc/<pid>/root), labels for every metric."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from model_artifact import SHIPPED, image_labels
+
+    instructions = dockerfile_instructions(MODEL_DOCKERFILE)
+    args = dict(arg.split("=", 1) for kind, arg in instructions if kind == "ARG" and "=" in arg)
+    assert re.fullmatch(r"busybox:[\d.]+@sha256:[0-9a-f]{64}", args["BASE_IMAGE"])
+    assert [arg for kind, arg in instructions if kind == "FROM"] == ["${BASE_IMAGE}"]
+    [copy_args] = [arg.split() for kind, arg in instructions if kind == "COPY"]
+    assert copy_args[-1] == "/models/"
+    assert {re.sub(r"\[(.)\]", r"\1", name) for name in copy_args[:-1]} == set(SHIPPED)
+    [user] = [arg for kind, arg in instructions if kind == "USER"]
+    server_user = [arg for kind, arg in dockerfile_instructions() if kind == "USER"]
+    assert [user] == server_user
+    metadata = {
+        "model_version": "ab" * 32,
+        "estimator": "hgb",
+        "metrics_held_out": {"r2": 0.85, "mae": 0.29, "rmse": 0.44},
+    }
+    labels = " ".join(arg for kind, arg in instructions if kind == "LABEL")
+    for build_arg in image_labels(metadata):
+        assert build_arg in args and "${" + build_arg + "}" in labels
 
 
 def test_dockerignore_admits_only_what_the_dockerfile_copies() -> None:

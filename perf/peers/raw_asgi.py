@@ -12,7 +12,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-BODY: Final = b'{"predictions":[4.131221496111207]}'
+BODY: Final = b'{"predictions":[4.214257769392043]}'
 HEADERS: Final = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(BODY)).encode()),
