@@ -153,7 +153,7 @@ def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: P
     assert png.read_bytes().startswith(PNG_MAGIC)
 
 
-@pytest.mark.parametrize("tool", ["bench", "sweep", "soak"])
+@pytest.mark.parametrize("tool", ["bench", "sweep", "soak", "original_load"])
 def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: Path) -> None:
     parse_options = importlib.import_module(f"perf.{tool}").parse_options
     base = ["--model_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
@@ -171,7 +171,13 @@ def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("tool", "flag"), [("bench", "--update-docs"), ("sweep", "--update-docs"), ("soak", "--curate")]
+    ("tool", "flag"),
+    [
+        ("bench", "--update-docs"),
+        ("sweep", "--update-docs"),
+        ("soak", "--curate"),
+        ("original_load", "--update-docs"),
+    ],
 )
 def test_quick_runs_are_never_kept(
     tool: str, flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
