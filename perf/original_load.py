@@ -14,7 +14,9 @@ original's cache rates 0, 0.5, 0.75, 0.999 and 1.0, in two modes:
   client first, as the original's k6 on a laptop waited for a cloud cluster; this reaches
   about the original's request rate.
 
-Writes `original-load-<stamp>.{json,md,png}` into `--out` (perf/results/ by default): client
+Writes `original-load-<stamp>.{json,md,png}` into `--out` (the ignored perf/results/ by
+default; docs/results/ with `--curate`, and with `--update-docs` also the tables of the
+`perf:original-load` section of docs/performance.md; both refused with --quick): client
 side P50/P90/P95/P99 from k6 (every request, and `/predict` alone), server side from the
 `/predict` histogram of `/metrics`, requests/s and failed checks, beside the original's
 numbers (server side, Grafana, an autoscaled AKS cluster).
@@ -23,6 +25,7 @@ numbers (server side, Grafana, an autoscaled AKS cluster).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -78,6 +81,9 @@ class Options:
     quick: bool
     work_dir: Path
     out_dir: Path
+    doc: Path | None
+    """The page whose `perf:original-load` section this run's tables replace, if any."""
+    command: str
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,10 @@ def render(info: dict[str, Any], options: Options, runs: Sequence[Run]) -> str:
 
 def parse_options(argv: Sequence[str] | None) -> Options:
     parser = report.tool_parser(
-        "original_load", "Replay the original service's k6 load test.", "k6 summaries, logs."
+        "original_load",
+        "Replay the original service's k6 load test.",
+        "k6 summaries, logs.",
+        doc_section="original-load",
     )
     parser.add_argument("--modes", default="saturation,rtt", help="saturation and/or rtt.")
     parser.add_argument("--cache_rates", default=",".join(f"{r:g}" for r in CACHE_RATES))
@@ -218,13 +227,14 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--hold", default="5m", help="Hold at --vus (k6 duration).")
     parser.add_argument("--rtt_ms", type=float, default=50.0, help="Client delay in rtt mode.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 2 s ramp, 4 s hold.")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
         args.ramp, args.hold = "2s", "4s"
     modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
     if not modes or not set(modes) <= set(MODES):
         parser.error(f"--modes must name some of {', '.join(MODES)}")
-    report.make_dirs(args)
+    report.resolve_outputs(parser, args)
     return Options(
         model_dir=args.model_dir,
         modes=modes,
@@ -236,11 +246,14 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         quick=args.quick,
         work_dir=args.work_dir,
         out_dir=args.out,
+        doc=args.doc if args.update_docs else None,
+        command=report.command_line("original_load", argv),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    report.make_dirs(options.out_dir, options.work_dir)
     started, info, stamp = time.monotonic(), report.machine(), f"original-load-{report.stamp()}"
     info["k6"] = tool_version(k6_executable(), "version")
     runs = measure(options)
@@ -253,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     markdown += f"\n\n![latency against cache rate]({png.name})"
     data = {
         "machine": info,
+        "command": options.command,
         "options": {k: str(v) for k, v in asdict(options).items()},
         "runs": [run.as_dict() for run in runs],
         "original": {"sustained": ORIGINAL_SUSTAINED, "peak": ORIGINAL_PEAK},
@@ -260,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": time.monotonic() - started,
     }
     written = report.write_results(options.out_dir, stamp, data, markdown)
+    if options.doc is not None:
+        section = render(info, options, runs)
+        section += f"\n\n![latency against cache rate]({report.relpath(png, options.doc)})"
+        section += f"\n\nFull report: {report.link(written.md_path, options.doc)}."
+        report.splice(options.doc, "original-load", section)
     print(markdown)
     print(f"\nwrote {written.md_path}, {written.json_path} and {png}")
     return 0

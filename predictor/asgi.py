@@ -14,6 +14,10 @@ a request:
   routes answer 503 at once with `Retry-After`, so an overloaded pod sheds load quickly
   instead of queueing without bound (Knative's queue-proxy then retries elsewhere).
 
+It also answers the original service's `GET /health` (`predictor.routes.health`), maps the
+served model version's V2 routes onto the unversioned ones (`predictor.versions`), and
+checks V2's binary tensor extension (`predictor.v2`).
+
 Everything else (V1, V2, health, metadata, metrics) goes to kserve's app unchanged.
 """
 

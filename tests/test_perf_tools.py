@@ -153,7 +153,7 @@ def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: P
     assert png.read_bytes().startswith(PNG_MAGIC)
 
 
-@pytest.mark.parametrize("tool", ["bench", "sweep", "soak"])
+@pytest.mark.parametrize("tool", ["bench", "sweep", "soak", "original_load"])
 def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: Path) -> None:
     parse_options = importlib.import_module(f"perf.{tool}").parse_options
     base = ["--model_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
@@ -171,7 +171,13 @@ def test_runs_write_to_the_ignored_results_dir_unless_kept(tool: str, tmp_path: 
 
 
 @pytest.mark.parametrize(
-    ("tool", "flag"), [("bench", "--update-docs"), ("sweep", "--update-docs"), ("soak", "--curate")]
+    ("tool", "flag"),
+    [
+        ("bench", "--update-docs"),
+        ("sweep", "--update-docs"),
+        ("soak", "--curate"),
+        ("original_load", "--update-docs"),
+    ],
 )
 def test_quick_runs_are_never_kept(
     tool: str, flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -182,3 +188,30 @@ def test_quick_runs_are_never_kept(
     assert exited.value.code == 2
     assert f"{flag} is refused with --quick" in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
+
+
+def test_quick_original_load_writes_both_modes_beside_the_original(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    """`make original-load`, shrunk: one cache rate, a few VUs, both modes."""
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "perf.original_load", "--model_dir", str(model_dir)]
+    command += ["--quick", "--vus", "4", "--ramp", "1s", "--hold", "2s", "--cache_rates", "1"]
+    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (md,) = out.glob("original-load-*.md")
+    (data_path,) = out.glob("original-load-*.json")
+    (png,) = out.glob("original-load-*.png")
+    runs = json.loads(data_path.read_text())["runs"]
+    assert [(r["mode"], r["cache_rate"]) for r in runs] == [("saturation", 1.0), ("rtt", 1.0)]
+    for run in runs:
+        assert run["checks_failed"] == 0 and run["checks_total"] > 0
+        assert run["server_ms"]["p50"] is not None
+    # The emulated round trip (50 ms before each request) bounds every request's cycle.
+    saturation, rtt = (run["k6"]["requests_per_s"] for run in runs)
+    assert rtt < 4 * 1000 / 50 < saturation
+    text = md.read_text()
+    assert "Quick run" in text
+    assert "| 1 | 2.96 / 4.73 / 4.92 / 8.75 | 266 / 483 / 632 / 926 |" in text
+    assert png.read_bytes().startswith(PNG_MAGIC)
