@@ -10,6 +10,7 @@ nothing is downloaded.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import sys
@@ -112,15 +113,20 @@ def try_it_out(executables: Executables, base_url: str, screenshot: Path | None)
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print(__doc__, file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog=".venv/bin/python -m tests.docs_browser",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("base_url", help="The running server, e.g. http://127.0.0.1:8080.")
+    parser.add_argument("screenshot", type=Path, help="PNG to write.")
+    args = parser.parse_args(argv)
     executables = find_executables()
     if executables is None:
         print("chromium and chromium-driver (Debian packages) are needed", file=sys.stderr)
         return 2
-    tried = try_it_out(executables, argv[0].rstrip("/"), Path(argv[1]))
-    print(f"status {tried.status}\n{tried.body}\nwrote {argv[1]}")
+    tried = try_it_out(executables, args.base_url.rstrip("/"), args.screenshot)
+    print(f"status {tried.status}\n{tried.body}\nwrote {args.screenshot}")
     return 0 if tried.status == "200" else 1
 
 
