@@ -1,15 +1,16 @@
 """Ship a trained model directory the KServe way, without rebuilding the server image.
 
-    python scripts/model_artifact.py image   --model_dir DIR --tag REPO[:TAG] [--base IMAGE]
-                                             [--docker PATH] [--push]
-    python scripts/model_artifact.py archive --model_dir DIR [--out FILE]
+    .venv/bin/python scripts/model_artifact.py image --model_dir DIR --tag REPO[:TAG]
+                                    [--base IMAGE] [--docker PATH] [--network NET] [--push]
+    .venv/bin/python scripts/model_artifact.py archive --model_dir DIR [--out FILE]
 
 `image` builds a modelcar (deploy/model-image/Dockerfile: the files under /models/ on a
 busybox base) labelled with the model version and held-out metrics of DIR/metadata.json, for
-`storageUri: oci://REPO:TAG`; without a TAG, the tag is the first 12 hex digits of the model
-version. `archive` writes a reproducible .tar.gz of the same files at the
-archive's root, which KServe's storage initializer unpacks into /mnt/models when storageUri
-names it (s3://, gs:// or https://). Both check the directory first, as the server will.
+`storageUri: oci://REPO:TAG`; without a TAG, the tag is the model version as the server
+names it (X-Model-Version: the first 16 hex digits of the sha256 of model.joblib).
+`archive` writes a reproducible .tar.gz of the same files at the archive's root, which
+KServe's storage initializer unpacks into /mnt/models when storageUri names it (s3://, gs://
+or https://). Both check the directory first, as the server will.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ MODEL_DOCKERFILE: Final = REPO / "deploy" / "model-image" / "Dockerfile"
 # The files of a model directory that are shipped, in archive order (compiled.npz only exists
 # for an hgb model).
 SHIPPED: Final = ("metadata.json", "model.joblib", "compiled.npz")
+# Hex digits of the model version the server reports (predictor.model.VERSION_CHARS, which
+# this script does not import: importing predictor.model imports kserve).
+VERSION_CHARS: Final = 16
 
 
 def checked_metadata(model_dir: Path) -> dict[str, Any]:
@@ -58,8 +62,8 @@ def image_labels(metadata: dict[str, Any]) -> dict[str, str]:
 
 
 def image_tag(name: str, model_version: str) -> str:
-    """`name` if it has a tag, else `name:<first 12 hex digits of the model version>`."""
-    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{model_version[:12]}"
+    """`name` if it has a tag, else `name:<the model version as the server names it>`."""
+    return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:{model_version[:VERSION_CHARS]}"
 
 
 def source_revision() -> str:
@@ -115,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--push", action="store_true", help="docker push the image after")
     archive = commands.add_parser("archive", help="write the storageUri archive")
     archive.add_argument("--model_dir", type=Path, required=True)
-    archive.add_argument(
-        "--out", type=Path, help="default: dist/housing-model-<version[:12]>.tar.gz"
-    )
+    archive.add_argument("--out", type=Path, help="default: dist/housing-model-<version>.tar.gz")
     return parser
 
 
@@ -125,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "archive":
         version = str(checked_metadata(args.model_dir)["model_version"])
-        out = args.out or Path("dist") / f"housing-model-{version[:12]}.tar.gz"
+        out = args.out or Path("dist") / f"housing-model-{version[:VERSION_CHARS]}.tar.gz"
         print(write_archive(args.model_dir, out))
         return 0
     tag = image_tag(args.tag, str(checked_metadata(args.model_dir)["model_version"]))

@@ -58,10 +58,16 @@ def test_image_build_line_carries_version_and_metrics(model_dir: Path) -> None:
 @pytest.mark.parametrize(
     "name, expected",
     [
-        ("ghcr.io/acme/housing-model", "ghcr.io/acme/housing-model:abcdef012345"),
+        ("ghcr.io/acme/housing-model", "ghcr.io/acme/housing-model:abcdef0123456789"),
         ("ghcr.io/acme/housing-model:v7", "ghcr.io/acme/housing-model:v7"),
-        ("localhost:5000/housing-model", "localhost:5000/housing-model:abcdef012345"),
+        ("localhost:5000/housing-model", "localhost:5000/housing-model:abcdef0123456789"),
     ],
 )
 def test_untagged_images_are_tagged_with_the_model_version(name: str, expected: str) -> None:
     assert model_artifact.image_tag(name, "abcdef0123456789" * 4) == expected
+
+
+def test_the_tag_is_the_version_the_server_reports() -> None:
+    from predictor.model import VERSION_CHARS
+
+    assert model_artifact.VERSION_CHARS == VERSION_CHARS

@@ -32,6 +32,7 @@ import pytest
 import yaml
 
 from predictor.artifact import load_serving_model
+from predictor.model import VERSION_CHARS
 from predictor.schema import FEATURES
 from tests.server import REPO, free_port
 
@@ -178,6 +179,20 @@ def test_model_is_read_through_the_modelcars_root(pod: Pod) -> None:
     assert writes.returncode != 0 and ("Read-only" in writes.stderr or "denied" in writes.stderr)
 
 
+def test_model_image_labels_name_the_shipped_model() -> None:
+    if not MODEL_DIR:
+        pytest.skip("HOUSING_IMAGE_MODEL_DIR not given: nothing to compare with")
+    metadata = json.loads((Path(MODEL_DIR) / "metadata.json").read_text())
+    labels = json.loads(
+        docker("image", "inspect", "--format", "{{json .Config.Labels}}", MODEL_IMAGE)
+    )
+    assert labels["org.opencontainers.image.version"] == metadata["model_version"]
+    assert labels["com.example.housing.model.version"] == metadata["model_version"]
+    for metric in ("r2", "mae", "rmse"):
+        value = float(labels[f"com.example.housing.model.{metric}"])
+        assert value == pytest.approx(metadata["metrics_held_out"][metric], abs=1e-4)
+
+
 def test_every_route_passes_the_smoke_test(pod: Pod) -> None:
     result = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "smoke.py"), pod.base_url],
@@ -196,7 +211,7 @@ def test_answers_are_the_shipped_models(pod: Pod) -> None:
     served = load_serving_model(Path(MODEL_DIR))
     rows = [[float(item[f]) for f in FEATURES] for item in SAMPLE]
     assert answer.json()["prediction"] == served.regressor.predict(np.array(rows)).tolist()
-    assert answer.headers["X-Model-Version"] == served.version
+    assert answer.headers["X-Model-Version"] == served.version[:VERSION_CHARS]
 
 
 def test_the_manifests_probes_pass(pod: Pod) -> None:
