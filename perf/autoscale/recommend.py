@@ -1,0 +1,150 @@
+"""`recommend`: the scaling settings with the fewest pod-seconds that keep the P99 in the SLO.
+
+A setting is feasible when no /predict request fails or times out and the P99 of every
+10-second window of the run, the ramp and any scale-from-zero included (the "peak" P99),
+stays within the SLO. Among feasible settings the fewest pod-seconds (over the run and
+the cooldown after it, so a long scale-down delay costs what it keeps) wins, then the
+lower peak P99.
+
+The search is a coordinate descent from the current manifest: each setting in turn is
+tried at every value of its grid with the others held, the best is kept, and passes
+repeat until none changes (at most `MAX_PASSES`). Every candidate runs with the same
+seed, so two candidates see the same arrivals and service-time draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from perf.autoscale.knative import Revision
+from perf.autoscale.report import summarize
+from perf.autoscale.scenario import Scenario
+
+MAX_PASSES: Final = 3
+GRID: Final[dict[str, tuple[Any, ...]]] = {
+    "min_scale": (0, 1, 2),
+    "container_concurrency": (0, 4, 8, 16, 32),
+    "target": (1.0, 2.0, 4.0, 8.0, 16.0),
+    "target_utilization_percentage": (50.0, 70.0, 90.0),
+    "target_burst_capacity": (-1.0, 0.0, 64.0, 211.0),
+    "window_s": (30.0, 60.0, 120.0),
+    "scale_down_delay_s": (0.0, 60.0, 300.0),
+}
+QUICK_GRID: Final[dict[str, tuple[Any, ...]]] = {
+    "min_scale": (0, 1),
+    "target": (4.0, 8.0),
+    "scale_down_delay_s": (0.0, 300.0),
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    revision: Revision
+    summary: dict[str, Any]
+    feasible: bool
+
+    def key(self, slo_ms: float) -> tuple[float, ...]:
+        peak = self.summary["peak_ms"]["p99"] or float("inf")
+        if self.feasible:
+            return (0.0, self.summary["pod_seconds"], peak)
+        failures = self.summary["failed"] + self.summary["timed_out"]
+        return (1.0, float(failures), peak / slo_ms, self.summary["pod_seconds"])
+
+
+def feasible(summary: dict[str, Any], slo_ms: float) -> bool:
+    peak = summary["peak_ms"]["p99"]
+    return (
+        summary["failed"] == 0 and summary["timed_out"] == 0 and peak is not None and peak <= slo_ms
+    )
+
+
+@dataclass
+class Search:
+    scenario: Scenario
+    slo_ms: float
+    grid: dict[str, tuple[Any, ...]]
+    log: Callable[[str], None] = print
+
+    def __post_init__(self) -> None:
+        self.seen: dict[Revision, Candidate] = {}
+
+    def evaluate(self, revision: Revision) -> Candidate:
+        if revision not in self.seen:
+            summary = summarize(replace(self.scenario, revision=revision).run())
+            candidate = Candidate(revision, summary, feasible(summary, self.slo_ms))
+            self.seen[revision] = candidate
+            self.log(describe(candidate))
+        return self.seen[revision]
+
+    def run(self) -> tuple[Candidate, Candidate]:
+        """(the current manifest's result, the best found)."""
+        current = self.evaluate(self.scenario.revision)
+        best = current
+        for _ in range(MAX_PASSES):
+            changed = False
+            for name, values in self.grid.items():
+                for value in values:
+                    trial = self.evaluate(_with(best.revision, name, value))
+                    if trial.key(self.slo_ms) < best.key(self.slo_ms):
+                        best, changed = trial, True
+            if not changed:
+                break
+        return current, best
+
+
+def _with(revision: Revision, name: str, value: Any) -> Revision:
+    if name == "target_utilization_percentage" and value == 70.0:
+        value = None  # Knative's default: leave the annotation out
+    changed = replace(revision, **{name: value})
+    if name == "container_concurrency" and value and changed.target and changed.target > value:
+        changed = replace(changed, target=float(value))
+    return changed
+
+
+def describe(candidate: Candidate) -> str:
+    s, r = candidate.summary, candidate.revision
+    peak = s["peak_ms"]["p99"]
+    return (
+        f"{'ok ' if candidate.feasible else 'no '} min={r.min_scale} cc={r.container_concurrency} "
+        f"target={r.target:g} util={r.target_utilization_percentage or 70:g} "
+        f"tbc={r.target_burst_capacity:g} window={r.window_s:g}s "
+        f"delay={r.scale_down_delay_s:g}s -> peak P99 {peak:.1f} ms, "
+        f"failed {s['failed']}, timed out {s['timed_out']}, "
+        f"{s['pod_seconds']:.0f} pod-s, max {s['max_pods']} pods"
+    )
+
+
+def changed_settings(current: Revision, best: Revision) -> list[str]:
+    return [name for name in GRID if getattr(current, name) != getattr(best, name)]
+
+
+def comparison_rows(pairs: Sequence[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    rows = []
+    for label, s in pairs:
+        rows.append(
+            [
+                label,
+                *(s["peak_ms"][q] for q in ("p50", "p90", "p95", "p99")),
+                *(s["sustained_ms"][q] for q in ("p50", "p99")),
+                s["failed"] + s["timed_out"],
+                round(s["pod_seconds"]),
+                s["max_pods"],
+            ]
+        )
+    return rows
+
+
+COMPARISON_HEADER: Final = (
+    "settings",
+    "peak P50",
+    "peak P90",
+    "peak P95",
+    "peak P99",
+    "sustained P50",
+    "sustained P99",
+    "failed",
+    "pod-seconds",
+    "max pods",
+)
