@@ -128,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from perf.autoscale import measure
 
         measure.main(measure.options(args, argv))
+    elif args.command == "validate":
+        from perf.autoscale import validate
+
+        validate.main(args, argv)
     else:
         from perf.autoscale import cli
 

@@ -4,7 +4,7 @@ A setting is feasible when no /predict request fails or times out and the P99 of
 10-second window of the run, the ramp and any scale-from-zero included (the "peak" P99),
 stays within the SLO. Among feasible settings the fewest pod-seconds (over the run and
 the cooldown after it, so a long scale-down delay costs what it keeps) wins, then the
-lower peak P99.
+lower peak P99, each only when clearly so (see `Candidate.better_than`).
 
 The search is a coordinate descent from the current manifest: each setting in turn is
 tried at every value of its grid with the others held, the best is kept, and passes
@@ -14,6 +14,7 @@ seed, so two candidates see the same arrivals and service-time draws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
@@ -23,6 +24,8 @@ from perf.autoscale.report import summarize
 from perf.autoscale.scenario import Scenario
 
 MAX_PASSES: Final = 3
+POD_SECONDS_TOLERANCE: Final = 0.01
+P99_TOLERANCE: Final = 0.10
 GRID: Final[dict[str, tuple[Any, ...]]] = {
     "min_scale": (0, 1, 2),
     "container_concurrency": (0, 4, 8, 16, 32),
@@ -45,12 +48,28 @@ class Candidate:
     summary: dict[str, Any]
     feasible: bool
 
-    def key(self, slo_ms: float) -> tuple[float, ...]:
-        peak = self.summary["peak_ms"]["p99"] or float("inf")
-        if self.feasible:
-            return (0.0, self.summary["pod_seconds"], peak)
-        failures = self.summary["failed"] + self.summary["timed_out"]
-        return (1.0, float(failures), peak / slo_ms, self.summary["pod_seconds"])
+    def better_than(self, other: Candidate, slo_ms: float) -> bool:
+        """Clearly better: feasible over not; then fewer pod-seconds (by more than
+        `POD_SECONDS_TOLERANCE`), then a lower peak P99 (by more than `P99_TOLERANCE`).
+        A change within the noise of one seed never wins, so settings only move for a
+        reason."""
+        mine, theirs = self.summary, other.summary
+        if self.feasible != other.feasible:
+            return self.feasible
+        peak = float(mine["peak_ms"]["p99"] or math.inf)
+        other_peak = float(theirs["peak_ms"]["p99"] or math.inf)
+        if not self.feasible:
+            failures = int(mine["failed"] + mine["timed_out"])
+            other_failures = int(theirs["failed"] + theirs["timed_out"])
+            if failures != other_failures:
+                return failures < other_failures
+            return peak < other_peak * (1 - P99_TOLERANCE)
+        pods, other_pods = float(mine["pod_seconds"]), float(theirs["pod_seconds"])
+        if pods < other_pods * (1 - POD_SECONDS_TOLERANCE):
+            return True
+        if pods > other_pods * (1 + POD_SECONDS_TOLERANCE):
+            return False
+        return peak < other_peak * (1 - P99_TOLERANCE)
 
 
 def feasible(summary: dict[str, Any], slo_ms: float) -> bool:
@@ -87,7 +106,7 @@ class Search:
             for name, values in self.grid.items():
                 for value in values:
                     trial = self.evaluate(_with(best.revision, name, value))
-                    if trial.key(self.slo_ms) < best.key(self.slo_ms):
+                    if trial.better_than(best, self.slo_ms):
                         best, changed = trial, True
             if not changed:
                 break
