@@ -84,7 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model_dir", type=Path, required=True, help="Trained model dir.")
     p.add_argument("--out", type=Path, default=SCRATCH / "capacity.json")
     p.add_argument("--work_dir", type=Path, default=SCRATCH / "work")
-    p.add_argument("--seconds", type=int, default=0, help="Seconds per level (0: 5, quick 2).")
+    p.add_argument("--seconds", type=int, default=0, help="Seconds per level (0: 4, quick 2).")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="Runs per level; the least disturbed (highest throughput) is kept.",
+    )
     p.add_argument("--quick", action="store_true", help="Few levels, short (for the tests).")
 
     p = sub.add_parser("simulate", help="simulate one profile", formatter_class=defaults)
@@ -96,6 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     _scenario_args(p, "original-open")
     p.add_argument("--slo-p99-ms", type=float, required=True)
     p.add_argument("--quick", action="store_true", help="A small grid (for the tests).")
+    p.add_argument(
+        "--keep-scale-to-zero",
+        action="store_true",
+        help="Keep minReplicas 0; judge the P99 from the first ready pod on.",
+    )
     p.add_argument("--out", type=Path, default=SCRATCH / "recommend")
 
     p = sub.add_parser("validate", help="simulated vs real k6", formatter_class=defaults)

@@ -29,7 +29,14 @@ HEALTH: Final = "health"
 
 
 class ServiceTimes(Protocol):
-    """Seconds one request of `route` takes in a container running `concurrency` of them."""
+    """Seconds one request of `route` takes in a container running `concurrency` of them.
+
+    `serial`: the container works on one request at a time, first come first served (one
+    event loop), and `sample` is that request's own processing time; otherwise `sample` is
+    its whole time in the container.
+    """
+
+    serial: bool
 
     def sample(self, route: str, concurrency: int, rng: random.Random) -> float: ...
 
@@ -51,6 +58,7 @@ class QuantileTable:
         self.levels = sorted(levels, key=lambda level: level.concurrency)
         self.probabilities = sorted(self.levels[0].quantiles_ms)
         self._cache: dict[int, list[float]] = {}
+        self._speedup: dict[int, float] = {}
 
     def _seconds_at(self, concurrency: int) -> list[float]:
         cached = self._cache.get(concurrency)
@@ -85,6 +93,14 @@ class QuantileTable:
             return values[-1]
         p0, p1 = probabilities[i - 1], probabilities[i]
         return values[i - 1] + (values[i] - values[i - 1]) * (u - p0) / (p1 - p0)
+
+    def speedup(self, concurrency: int) -> float:
+        """X(1) / X(n): how much less time one request costs with n in flight."""
+        cached = self._speedup.get(concurrency)
+        if cached is None:
+            cached = self.requests_per_s(1) / self.requests_per_s(concurrency)
+            self._speedup[concurrency] = cached
+        return cached
 
     def requests_per_s(self, concurrency: int) -> float:
         """Throughput measured (or interpolated) at `concurrency`."""
@@ -126,8 +142,8 @@ class Capacity:
         cold = float(raw["cold_start"]["first_prediction_s"]["median"])
         return cls(predict, health, cold, raw)
 
-    def service_times(self, cache_rate: float) -> MeasuredServiceTimes:
-        return MeasuredServiceTimes(self, cache_rate)
+    def service_times(self, cache_rate: float, model: str = "serial") -> MeasuredServiceTimes:
+        return MeasuredServiceTimes(self, cache_rate, serial=model == "serial")
 
     def saturation_rps(self, cache_rate: float) -> float:
         """Highest measured throughput of one process at `cache_rate` (interpolated)."""
@@ -143,9 +159,17 @@ def _level(raw: Mapping[str, Any]) -> Level:
 
 
 class MeasuredServiceTimes:
-    """Service times of a pod at a cache rate, drawn from `Capacity`'s tables."""
+    """Service times of a pod at a cache rate, drawn from `Capacity`'s tables.
 
-    def __init__(self, capacity: Capacity, cache_rate: float) -> None:
+    Serial (the default, `model="serial"`): the process is one event loop, so a request's
+    own processing time is drawn from the distribution at concurrency 1, shortened by the
+    throughput gained at the current concurrency (X(1) / X(n): batching of syscalls and
+    wake-ups); the queue in front of it is simulated. Otherwise (`model="draw"`) the whole
+    time in the container is drawn from the closed-loop distribution at concurrency n.
+    """
+
+    def __init__(self, capacity: Capacity, cache_rate: float, serial: bool = True) -> None:
+        self.serial = serial
         if not 0.0 <= cache_rate <= 1.0:
             raise ValueError(f"cache rate must be within 0..1, got {cache_rate}")
         rates = sorted(capacity.predict)
@@ -157,13 +181,18 @@ class MeasuredServiceTimes:
 
     def sample(self, route: str, concurrency: int, rng: random.Random) -> float:
         if route == HEALTH:
-            return self.health.sample(concurrency, rng.random())
-        table = self.high if rng.random() < self.high_share else self.low
-        return table.sample(concurrency, rng.random())
+            table = self.health
+        else:
+            table = self.high if rng.random() < self.high_share else self.low
+        if not self.serial:
+            return table.sample(concurrency, rng.random())
+        return table.sample(1, rng.random()) * table.speedup(concurrency)
 
 
 class ExponentialServiceTimes:
     """Exponential service times independent of concurrency (M/M/1 checks)."""
+
+    serial = False
 
     def __init__(self, mean_s: float) -> None:
         self.mean_s = mean_s
@@ -174,6 +203,8 @@ class ExponentialServiceTimes:
 
 class ConstantServiceTimes:
     """One service time for every request (M/D/1 checks)."""
+
+    serial = False
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds

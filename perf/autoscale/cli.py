@@ -49,6 +49,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
         pod_start_delay_s=args.pod_start_delay,
         start_pods=args.start_pods,
         cooldown_s=args.cooldown,
+        service_model=args.service_model,
     )
 
 
@@ -67,8 +68,11 @@ def simulate(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 def recommend(args: argparse.Namespace, argv: Sequence[str]) -> None:
     scenario = scenario_from(args)
-    grid = rec.QUICK_GRID if args.quick else rec.GRID
-    search = rec.Search(scenario, args.slo_p99_ms, grid)
+    grid = dict(rec.QUICK_GRID if args.quick else rec.GRID)
+    if args.keep_scale_to_zero:
+        grid.pop("min_scale", None)
+        scenario = replace(scenario, revision=replace(scenario.revision, min_scale=0))
+    search = rec.Search(scenario, args.slo_p99_ms, grid, args.keep_scale_to_zero)
     current, best = search.run()
     changed = rec.changed_settings(current.revision, best.revision)
     data = {
@@ -78,6 +82,7 @@ def recommend(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "profile": scenario.profile.name,
         "cache_rate": scenario.cache_rate,
         "slo_p99_ms": args.slo_p99_ms,
+        "keep_scale_to_zero": args.keep_scale_to_zero,
         "candidates": len(search.seen),
         "current": _candidate(current),
         "recommended": _candidate(best),
@@ -105,6 +110,13 @@ def recommendation_markdown(data: dict[str, Any]) -> str:
     lines = [
         f"# Recommended scaling settings: {data['profile']}, cache rate {data['cache_rate']:g}, "
         f"P99 SLO {data['slo_p99_ms']:g} ms",
+        "",
+        (
+            "Scale to zero kept: the P99 is judged from the first ready pod on, the cold "
+            "start of a scale from zero left out."
+            if data["keep_scale_to_zero"]
+            else "The P99 is judged over the whole run, a scale from zero included."
+        ),
         "",
         f"{data['candidates']} settings simulated; "
         + (

@@ -46,6 +46,7 @@ class Options:
     cache_rates: tuple[float, ...]
     health_concurrency: tuple[int, ...]
     cold_starts: int
+    repeats: int
     command: list[str]
 
 
@@ -55,11 +56,12 @@ def options(args: Any, argv: Sequence[str]) -> Options:
         model_dir=args.model_dir,
         out=args.out,
         work_dir=args.work_dir,
-        seconds=args.seconds or (2 if quick else 5),
+        seconds=args.seconds or (2 if quick else 4),
         concurrency=QUICK_CONCURRENCY if quick else CONCURRENCY,
         cache_rates=CACHE_RATES,
         health_concurrency=(1, 16) if quick else HEALTH_CONCURRENCY,
         cold_starts=1 if quick else 3,
+        repeats=1 if quick else args.repeats,
         command=[Path(sys.executable).name, "-m", "perf.autoscale", *argv],
     )
 
@@ -81,6 +83,13 @@ def run_wrk(url: str, connections: int, seconds: int, script_args: Sequence[str]
         "mean_ms": raw["mean_us"] / 1000,
         "latency_ms": {key: value / 1000 for key, value in raw["latency_us"].items()},
     }
+
+
+def least_disturbed(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Of repeated runs of one level, the one with the highest throughput: on a shared
+    machine the others lost CPU to other processes, which is not the server's capacity."""
+    best = max(runs, key=lambda r: r["requests_per_s"])
+    return {**best, "repeats_requests_per_s": [r["requests_per_s"] for r in runs]}
 
 
 def _health_path(base_url: str) -> str:
@@ -107,17 +116,24 @@ def measure(opts: Options) -> dict[str, Any]:
             for rate in opts.cache_rates:
                 levels = []
                 for level in opts.concurrency:
-                    run += 1
-                    args = ["post", fixed, template.prefix, template.suffix]
-                    args += [str(run * UNIQUE_RANGE), repr(rate)]
-                    result = run_wrk(url, level, opts.seconds, args)
+                    runs = []
+                    for _ in range(opts.repeats):
+                        run += 1
+                        args = ["post", fixed, template.prefix, template.suffix]
+                        args += [str(run * UNIQUE_RANGE), repr(rate)]
+                        runs.append(run_wrk(url, level, opts.seconds, args))
+                    result = least_disturbed(runs)
                     _say(f"predict cache {rate:g} c={level}", result)
                     levels.append(result)
                 predict[f"{rate:g}"] = levels
             health_path = _health_path(service.base_url)
             health = []
             for level in opts.health_concurrency:
-                result = run_wrk(service.base_url + health_path, level, opts.seconds, ["get"])
+                runs = [
+                    run_wrk(service.base_url + health_path, level, opts.seconds, ["get"])
+                    for _ in range(opts.repeats)
+                ]
+                result = least_disturbed(runs)
                 _say(f"health {health_path} c={level}", result)
                 health.append(result)
     starts = [coldstart.measure_once(opts.model_dir, 20) for _ in range(opts.cold_starts)]
@@ -127,6 +143,7 @@ def measure(opts: Options) -> dict[str, Any]:
         **info,
         "created": stamp(),
         "seconds_per_level": opts.seconds,
+        "repeats_per_level": opts.repeats,
         "wrk": tool_version(require("wrk", "apt-get install -y wrk"), "-v"),
         "route": "POST /predict (one row; legacy route), closed loop, wrk -t 1 -c N",
         "health_path": health_path,

@@ -3,8 +3,10 @@
 Latency is in-cluster (ingress in -> answer out: activator, queue-proxy and container), of
 `/predict` requests only, as the original's Grafana panels showed server-side numbers.
 "Peak" is the highest quantile of any `WINDOW_S`-second window of answers (what a
-Grafana panel shows while pods are added); "sustained" is the quantile over the requests
-that arrived in the profile's last constant stretch, after its first `SETTLE_S` seconds.
+Grafana panel shows while pods are added); "peak warm" the same over the requests that
+arrived once a pod was ready (a scale from zero's cold start left out); "sustained" is
+the quantile over the requests that arrived in the profile's last constant stretch,
+after its first `SETTLE_S` seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def summarize(result: Result) -> dict[str, Any]:
     sustained = answered & (a["arrived"] >= plateau + settle)
     windows = window_quantiles(a["finished"][answered], a["latency"][answered])
     peak = {q: max((w[q] for w in windows), default=None) for q in QUANTILES}
+    warm_from = first_ready_s(result)
+    warm = answered & (a["arrived"] >= warm_from)
+    warm_windows = window_quantiles(a["finished"][warm], a["latency"][warm])
+    peak_warm = {q: max((w[q] for w in warm_windows), default=None) for q in QUANTILES}
     return {
         "requests": int(predict.sum()),
         "all_requests": int(a["latency"].size),
@@ -45,6 +51,8 @@ def summarize(result: Result) -> dict[str, Any]:
         "failed_all_routes": int((a["outcome"] != OK).sum()),
         "overall_ms": quantiles_ms(a["latency"][answered]),
         "peak_ms": peak,
+        "peak_warm_ms": peak_warm,
+        "warm_from_s": warm_from,
         "sustained_ms": quantiles_ms(a["latency"][sustained]),
         "sustained_from_s": plateau + settle,
         "max_ms": float(a["latency"][answered].max() * 1000) if answered.any() else None,
@@ -55,6 +63,14 @@ def summarize(result: Result) -> dict[str, Any]:
         "panic_seconds": sum(1 for row in result.timeline if row["panic"]),
         "simulated_s": result.end_s,
     }
+
+
+def first_ready_s(result: Result) -> float:
+    """When the first pod was ready and the activator had nothing queued from before."""
+    for row in result.timeline:
+        if row["ready_pods"] > 0 and row["activator_queue"] == 0:
+            return float(row["t"])
+    return result.end_s
 
 
 def window_quantiles(

@@ -29,6 +29,8 @@ class Scenario:
     start_pods: int | None = None
     """Ready pods at the start; None: the revision's min scale (idle before the run)."""
     cooldown_s: float = 600.0
+    service_model: str = "serial"
+    """"serial" (one event loop, FIFO) or "draw" (see perf/autoscale/capacity.py)."""
 
     def setup(self) -> Setup:
         spec = DeciderSpec.resolve(self.revision, self.config)
@@ -37,7 +39,7 @@ class Scenario:
             spec=spec,
             container_concurrency=self.revision.container_concurrency,
             timeout_s=self.revision.timeout_s,
-            service_times=self.capacity.service_times(self.cache_rate),
+            service_times=self.capacity.service_times(self.cache_rate, self.service_model),
             pod_start_s=self.capacity.cold_start_s + self.pod_start_delay_s,
             start_pods=start,
             seed=self.seed,
@@ -56,6 +58,7 @@ class Scenario:
             "cache_rate": self.cache_rate,
             "seed": self.seed,
             "pod_start_s": self.capacity.cold_start_s + self.pod_start_delay_s,
+            "service_model": self.service_model,
             "settings": settings_to_set(self.revision),
             "decider": DeciderSpec.resolve(self.revision, self.config).__dict__,
         }

@@ -8,8 +8,9 @@ What is modelled, each as knative/serving implements it (see perf/autoscale/knat
   (cc <= 3) or best of two random pods (cc = 0) as pkg/activator/net/lb_policy.go does.
   Otherwise the Kubernetes service sends each to a random ready pod, whose queue-proxy
   runs at most cc at a time and queues 10 x cc more; beyond that it answers 503.
-- A request that starts while n run in its container takes a service time drawn from the
-  measured distribution at concurrency n (perf/autoscale/capacity.py). A request still
+- A request that starts while n run in its container costs a service time drawn from
+  the measured capacity at concurrency n (perf/autoscale/capacity.py); by default the
+  container serves one at a time in arrival order (one event loop). A request still
   unanswered `timeout` seconds after it arrived is answered 504 (timed out).
 - Every second the revision's concurrency (requests in the activator, the queue-proxies
   and the containers, averaged over the second) goes into 1 s buckets; every 2 s the
@@ -94,6 +95,7 @@ class Pod:
     terminating: bool = False
     gone: float | None = None
     in_flight: int = 0
+    busy_until: float = 0.0
     queue: deque[Request] = field(default_factory=deque)
 
 
@@ -307,8 +309,13 @@ class Simulation:
 
     def _start(self, pod: Pod, request: Request) -> None:
         pod.in_flight += 1
-        seconds = self.setup.service_times.sample(request.route, pod.in_flight, self.rng)
-        self._push(self.now + seconds, _COMPLETE, (pod, request))
+        service = self.setup.service_times
+        seconds = service.sample(request.route, pod.in_flight, self.rng)
+        if service.serial:  # one event loop: requests take their turn
+            pod.busy_until = max(self.now, pod.busy_until) + seconds
+            self._push(pod.busy_until, _COMPLETE, (pod, request))
+        else:
+            self._push(self.now + seconds, _COMPLETE, (pod, request))
 
     def _on_complete(self, payload: tuple[Pod, Request]) -> None:
         pod, request = payload

@@ -29,14 +29,14 @@ UNIQUE_RANGE = 10**9
 
 
 def simulated_ms(
-    capacity: Capacity, rate: float, seconds: int, cache_rate: float
+    capacity: Capacity, rate: float, seconds: int, cache_rate: float, model: str
 ) -> dict[str, Any]:
     revision = Revision(container_concurrency=0, min_scale=1, max_scale=1, target_burst_capacity=0)
     setup = Setup(
         spec=DeciderSpec.resolve(revision, AutoscalerConfig()),
         container_concurrency=0,
         timeout_s=revision.timeout_s,
-        service_times=capacity.service_times(cache_rate),
+        service_times=capacity.service_times(cache_rate, model),
         pod_start_s=capacity.cold_start_s,
         start_pods=1,
         cooldown_s=0.0,
@@ -71,7 +71,8 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
                     "PRE_VUS": "100",
                 }
                 real = run_k6(env, args.work_dir / f"validate-{i}.json")
-                sim = simulated_ms(capacity, rate, args.seconds, args.cache_rate)
+                sim = simulated_ms(capacity, rate, args.seconds, args.cache_rate, "serial")
+                drawn = simulated_ms(capacity, rate, args.seconds, args.cache_rate, "draw")
                 row = {
                     "load": share,
                     "rate": rate,
@@ -82,6 +83,9 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
                     "simulated_ms": sim,
                     "ratio_p50": _ratio(sim["p50"], real.latency_ms["p50"]),
                     "ratio_p99": _ratio(sim["p99"], real.latency_ms["p99"]),
+                    "simulated_draw_ms": drawn,
+                    "draw_ratio_p50": _ratio(drawn["p50"], real.latency_ms["p50"]),
+                    "draw_ratio_p99": _ratio(drawn["p99"], real.latency_ms["p99"]),
                     "load_average_1m": [load_before, os.getloadavg()[0]],
                 }
                 rows.append(row)
@@ -141,7 +145,8 @@ def markdown(data: dict[str, Any]) -> str:
     ]
     return (
         f"One pod, k6 open model, cache rate {data['cache_rate']:g}, {data['seconds']} s per "
-        f"rate; capacity {data['saturation_rps']:.0f} req/s (the highest measured); ms.\n\n"
+        f"rate; capacity {data['saturation_rps']:.0f} req/s (the highest measured); ms. "
+        "sim: the default serial model; draw: whole times drawn at the concurrency.\n\n"
         + table(header, rows)
         + "\n"
     )
