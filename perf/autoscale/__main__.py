@@ -125,8 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recommended",
         type=Path,
-        default=None,
-        help="recommendation.json of `recommend` (default: only the manifest).",
+        action="append",
+        default=[],
+        help="recommendation.json of `recommend` (repeatable; default: the manifest only).",
     )
     p.add_argument("--out", type=Path, default=SCRATCH / "apply")
     return parser

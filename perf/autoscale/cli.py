@@ -141,9 +141,10 @@ def recommendation_markdown(data: dict[str, Any]) -> str:
 def apply(args: argparse.Namespace, argv: Sequence[str]) -> None:
     base = scenario_from(args)
     settings: dict[str, Revision] = {"current": base.revision}
-    if args.recommended is not None:
-        raw = json.loads(args.recommended.read_text())["recommended"]["revision"]
-        settings["recommended"] = Revision(**raw)
+    for path in args.recommended:
+        data = json.loads(path.read_text())
+        name = "scale-to-zero" if data.get("keep_scale_to_zero") else "recommended"
+        settings[name] = Revision(**data["recommended"]["revision"])
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {name: {} for name in settings}
     for name, revision in settings.items():
