@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--repeats",
         type=int,
         default=3,
-        help="Runs per level; the least disturbed (highest throughput) is kept.",
+        help="Runs per level; the least disturbed (lowest P99) is kept.",
     )
     p.add_argument("--quick", action="store_true", help="Few levels, short (for the tests).")
 
