@@ -68,6 +68,13 @@ def _scenario_args(p: argparse.ArgumentParser, profile_default: str | None) -> N
         default=600.0,
         help="Seconds simulated after the traffic (scale-down, pod-seconds).",
     )
+    p.add_argument(
+        "--service-model",
+        choices=("serial", "draw"),
+        default="serial",
+        help="serial: one event loop serves requests in turn; draw: a request's whole time "
+        "in the container drawn from the closed-loop distribution at the concurrency.",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:

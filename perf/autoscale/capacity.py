@@ -6,8 +6,9 @@ many requests in flight, and the cold start (process start -> ready -> first ans
 
 A request that starts while `n` requests (itself included) run in the container takes a
 time drawn from the latency distribution measured at concurrency `n`: quantiles are
-interpolated linearly in probability and between measured levels; above the highest level
-the process is saturated, so times grow in proportion to `n`. A cache rate between two
+interpolated linearly in probability and between measured levels, and scaled so their
+mean obeys Little's law with the measured throughput; above the highest level the
+process is saturated, so times grow in proportion to `n`. A cache rate between two
 measured ones draws each request from one of the two neighbours' distributions, weighted
 by distance, so measured rates are reproduced exactly.
 """
@@ -82,7 +83,16 @@ class QuantileTable:
         return values
 
     def _row(self, level: Level) -> list[float]:
-        return [level.quantiles_ms[p] / 1000 for p in self.probabilities]
+        """The level's quantiles in seconds, scaled so that their mean is n / X(n).
+
+        In a closed loop of n connections Little's law makes the mean latency n over the
+        throughput; wrk's counted throughput is exact, its latency histogram is not (at
+        one connection its mean can be twice 1 / throughput), so the throughput sets the
+        scale and the histogram the shape."""
+        seconds = [level.quantiles_ms[p] / 1000 for p in self.probabilities]
+        mean = quantile_mean(self.probabilities, seconds)
+        little = level.concurrency / level.requests_per_s
+        return [v * little / mean for v in seconds] if mean > 0 else seconds
 
     def sample(self, concurrency: int, u: float) -> float:
         """The service time (s) at probability `u` of the distribution at `concurrency`."""
@@ -109,6 +119,12 @@ class QuantileTable:
             return levels[-1].requests_per_s
         points = [(lv.concurrency, lv.requests_per_s) for lv in levels]
         return _interpolate(points, concurrency)
+
+
+def quantile_mean(probabilities: Sequence[float], values: Sequence[float]) -> float:
+    """Mean of the distribution whose quantile function is linear between the points."""
+    pairs = list(zip(probabilities, values, strict=True))
+    return sum((p1 - p0) * (v0 + v1) / 2 for (p0, v0), (p1, v1) in itertools.pairwise(pairs))
 
 
 def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:

@@ -22,10 +22,12 @@ from perf.autoscale.report import summarize
 from perf.autoscale.sim import Setup, simulate
 from perf.loadgen import run_k6
 from perf.payloads import MODEL_NAME
-from perf.procs import PREDICTOR_READY_PATH, private_redis, running, spawn_predictor
+from perf.procs import PREDICTOR_READY_PATH, observe, private_redis, running, spawn_predictor
+from perf.promtext import percentiles_ms
 from perf.report import machine, table
 
 UNIQUE_RANGE = 10**9
+SERVER_HISTOGRAM = "housing_request_seconds"
 
 
 def simulated_ms(
@@ -69,14 +71,21 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
                     "UNIQUE_BASE": str(i * UNIQUE_RANGE),
                     "P99_MS": "1000",
                     "PRE_VUS": "100",
+                    "MAX_VUS": "400",
                 }
-                real = run_k6(env, args.work_dir / f"validate-{i}.json")
+                with observe(service) as seen:
+                    real = run_k6(env, args.work_dir / f"validate-{i}.json")
+                server = percentiles_ms(
+                    seen.before, seen.after, SERVER_HISTOGRAM, {"route": "legacy"}
+                )
                 sim = simulated_ms(capacity, rate, args.seconds, args.cache_rate, "serial")
                 drawn = simulated_ms(capacity, rate, args.seconds, args.cache_rate, "draw")
                 row = {
                     "load": share,
                     "rate": rate,
                     "real_ms": real.latency_ms,
+                    "server_ms": server,
+                    "server_cores": seen.cores,
                     "real_requests_per_s": real.requests_per_s,
                     "dropped": real.dropped_iterations,
                     "failed_rate": real.failed_rate,
@@ -123,8 +132,12 @@ def markdown(data: dict[str, Any]) -> str:
         "sim P50",
         "sim/real",
         "real P99",
+        "server P50",
+        "server P99",
         "sim P99",
         "sim/real",
+        "draw P50",
+        "draw P99",
         "dropped",
         "load avg",
     ]
@@ -136,8 +149,12 @@ def markdown(data: dict[str, Any]) -> str:
             r["simulated_ms"]["p50"],
             r["ratio_p50"],
             r["real_ms"]["p99"],
+            r["server_ms"]["p50"],
+            r["server_ms"]["p99"],
             r["simulated_ms"]["p99"],
             r["ratio_p99"],
+            r["simulated_draw_ms"]["p50"],
+            r["simulated_draw_ms"]["p99"],
             r["dropped"],
             f"{r['load_average_1m'][0]:.2f}",
         ]
@@ -146,7 +163,6 @@ def markdown(data: dict[str, Any]) -> str:
     return (
         f"One pod, k6 open model, cache rate {data['cache_rate']:g}, {data['seconds']} s per "
         f"rate; capacity {data['saturation_rps']:.0f} req/s (the highest measured); ms. "
-        "sim: the default serial model; draw: whole times drawn at the concurrency.\n\n"
-        + table(header, rows)
-        + "\n"
+        "real: k6 (client side); server: the server's own request histogram; sim: the "
+        "default serial model; draw: `--service-model draw`.\n\n" + table(header, rows) + "\n"
     )
