@@ -18,7 +18,7 @@ from typing import Final
 from perf.autoscale.scenario import DEFAULT_POD_START_DELAY_S
 from perf.report import RESULTS
 
-SCRATCH: Final = RESULTS / "tmp" / "autoscale"
+SCRATCH: Final = RESULTS / "autoscale"
 DEFAULT_ISVC: Final = Path("deploy/base/inferenceservice.yaml")
 
 
