@@ -29,7 +29,7 @@ MODEL_IMAGE ?= ghcr.io/example/housing-model
 MODEL_IMAGE_ARGS ?=
 
 .PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc \
-	original-load original-load-doc model-image model-archive image-test
+	original-load original-load-doc model-image model-archive image-test plan
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -103,6 +103,34 @@ original-load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 original-load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.original_load --model_dir $(MODEL_DIR) --update-docs $(ORIGINAL_LOAD_ARGS)
+
+# The autoscaling planner (docs/autoscaling.md): measure one process's capacity (skipped when
+# PLAN_CAPACITY names an existing capacity.json), recommend scaling settings for the original's
+# ramp within PLAN_SLO_MS (with and without scale to zero), and simulate its five cache rates
+# with the manifest's and the recommended settings; writes $(PLAN_DIR)/ (ignored).
+# E.g. PLAN_CAPACITY=docs/results/autoscale/capacity.json (a kept measurement: ~3 min).
+PLAN_DIR ?= perf/results/autoscale
+PLAN_CAPACITY ?=
+PLAN_SLO_MS ?= 100
+PLAN_ISVC ?= deploy/base/inferenceservice.yaml
+PLAN_CONFIG ?= knative/config-autoscaler.yaml
+PLAN_ARGS ?=
+PLAN_USE := $(or $(wildcard $(PLAN_CAPACITY)),$(PLAN_DIR)/capacity.json)
+PLAN_SCENARIO = --isvc $(PLAN_ISVC) --config-autoscaler $(PLAN_CONFIG) --capacity $(PLAN_USE)
+plan: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_WRK)
+	$(NEED_REDIS)
+	$(if $(wildcard $(PLAN_CAPACITY)),,$(PY) -m perf.autoscale measure --model_dir $(MODEL_DIR) \
+		--out $(PLAN_DIR)/capacity.json --work_dir $(PLAN_DIR)/work)
+	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+		--slo-p99-ms $(PLAN_SLO_MS) --out $(PLAN_DIR)/recommend $(PLAN_ARGS)
+	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+		--slo-p99-ms $(PLAN_SLO_MS) --keep-scale-to-zero --out $(PLAN_DIR)/recommend-scale-to-zero \
+		$(PLAN_ARGS)
+	$(PY) -m perf.autoscale apply $(PLAN_SCENARIO) --profile original-open \
+		--recommended $(PLAN_DIR)/recommend/recommendation.json \
+		--recommended $(PLAN_DIR)/recommend-scale-to-zero/recommendation.json \
+		--out $(PLAN_DIR)/apply $(PLAN_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts
