@@ -12,7 +12,11 @@ a request:
 - caps request bodies (413) on every route;
 - bounds the number of inference requests in flight: beyond `max_inflight`, inference
   routes answer 503 at once with `Retry-After`, so an overloaded pod sheds load quickly
-  instead of queueing without bound (Knative's queue-proxy then retries elsewhere).
+  instead of queueing without bound (Knative's queue-proxy then retries elsewhere). A
+  request takes its slot once its whole body has arrived, so slow or stalled senders
+  (bounded by predictor.limits) cannot lock others out;
+- times every answered inference request, 4xx and shed 503s included, in
+  `housing_request_seconds`.
 
 It also answers the original service's `GET /health` (`predictor.routes.health`), maps the
 served model version's V2 routes onto the unversioned ones (`predictor.versions`), and
@@ -62,6 +66,10 @@ MEMO_MAX_BODY_BYTES: Final = 4096
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _Overloaded(Exception):
+    """The body has arrived and every in-flight slot is taken: answer 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,20 +257,24 @@ class PredictorASGI:
                 return
             await self.inner(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
-            await send_json(
-                send,
-                503,
-                {"error": f"overloaded: {self.inflight} requests in flight; retry shortly"},
-                [(b"retry-after", b"1")],
-            )
-            return
         request_id = _header(scope, b"x-request-id") or _header(scope, b"x-b3-traceid")
         if request_id:
             REQUEST_ID.set(request_id.decode("latin-1"))
-        self.inflight += 1
         started = time.perf_counter()
-        status = 500  # what the client sees if the inner app dies without answering
+        status: int | None = None  # None: the client went away before any answer
+        admitted = False
+
+        async def admitting_receive() -> Message:
+            """The body's last chunk takes the in-flight slot, or is refused with 503: a
+            client still sending (or stalled) holds no slot."""
+            nonlocal admitted
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                if self.inflight >= self.max_inflight:
+                    raise _Overloaded
+                self.inflight += 1
+                admitted = True
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal status
@@ -273,13 +285,30 @@ class PredictorASGI:
         path: str = scope["path"]
         try:
             if path == LEGACY_PATH:
-                await self._legacy(scope, receive, tracking_send)
+                await self._legacy(scope, admitting_receive, tracking_send)
             else:
-                await self._capped(scope, receive, tracking_send)
+                await self._capped(scope, admitting_receive, tracking_send)
+        except _Overloaded:
+            await self._shed(tracking_send)
+        except BaseException:
+            status = status or 500  # what uvicorn answers when the app dies without answering
+            raise
         finally:
-            self.inflight -= 1
-            route = "legacy" if path == LEGACY_PATH else "v2" if path.startswith("/v2/") else "v1"
-            self._timer(route, status).observe(time.perf_counter() - started)
+            if admitted:
+                self.inflight -= 1
+            if status is not None:
+                route = (
+                    "legacy" if path == LEGACY_PATH else "v2" if path.startswith("/v2/") else "v1"
+                )
+                self._timer(route, status).observe(time.perf_counter() - started)
+
+    async def _shed(self, send: Send) -> None:
+        await send_json(
+            send,
+            503,
+            {"error": f"overloaded: {self.inflight} requests in flight; retry shortly"},
+            [(b"retry-after", b"1")],
+        )
 
     def _timer(self, route: str, status: int) -> Any:
         """The latency histogram's child for (route, status), looked up once each."""

@@ -75,3 +75,10 @@ REQUEST_SECONDS: Final = Histogram(
 INFLIGHT: Final = Gauge(
     "housing_inflight_requests", "Inference requests in flight (REST; shed beyond --max_inflight)."
 )
+HTTP_REFUSED: Final = Counter(
+    "housing_http_refused",
+    "Connections answered and closed by the HTTP layer before their request reached the app, "
+    "by reason (header_timeout, body_timeout, header_too_large, too_many_headers, "
+    "bad_request, idle).",
+    ["reason"],
+)
