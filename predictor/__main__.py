@@ -78,7 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.router.routes[:0] = docs_routes()
     versions.list_versions(server.dataplane, model.name, model.version)
     versions.serve_versions_over_grpc(model.name, model.version)
-    asgi.install(app, model, settings.max_body_bytes, settings.max_inflight, memo)
+    asgi.install(
+        app,
+        model,
+        settings.max_body_bytes,
+        settings.max_inflight,
+        memo,
+        settings.offload_body_bytes,
+    )
     errors.install(app)
     presence = ModelPresence(model, registry)
     wrap_stack(
