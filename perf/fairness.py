@@ -1,7 +1,7 @@
 """Others' latency while hostile clients send large bodies, with large-body offloading off and on.
 
-    python -m perf.fairness --model_dir model            # 10 s per phase
-    python -m perf.fairness --model_dir model --quick    # 3 s per phase
+    make fairness                          # python -m perf.fairness --model_dir model
+    make fairness FAIRNESS_ARGS=--quick    # 3 s per phase
 
 For each mode (`--offload_body_bytes` huge: every body decoded on the event loop, as
 before; then the default), one server is started and measured twice with wrk: small V1
@@ -9,7 +9,7 @@ requests alone, then the same while `--hostile` clients loop on 2 MB V2 bodies w
 does not fill their shape (each answered 400). Compare the P50/P99 of the small requests
 across the phases of one run; the machine's load average is in the report (the numbers are
 only comparable within one run). Writes `fairness-<stamp>.md/.json` to `--out`
-(by default the ignored perf/results/tmp/).
+(by default the ignored perf/results/; `--curate`: docs/results/).
 """
 
 from __future__ import annotations
@@ -154,7 +154,6 @@ def render(info: dict[str, Any], options: Any, phases: Sequence[Phase]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = report.tool_parser("fairness", __doc__.split("\n")[0], "Server logs.")
-    parser.set_defaults(out=report.RESULTS / "tmp")
     parser.add_argument("--seconds", type=float, default=10.0, help="Seconds per phase.")
     parser.add_argument("--hostile", type=int, default=4, help="Hostile clients.")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections.")
@@ -162,7 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.quick:
         options.seconds = 3.0
-    report.make_dirs(options)
+    report.resolve_outputs(parser, options)
+    report.make_dirs(options.out, options.work_dir)
     info = report.machine()
     phases = measure(options)
     name = f"fairness-{report.stamp()}"

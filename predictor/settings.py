@@ -57,8 +57,9 @@ class ConnectionLimits:
     """Time to receive a request's body once its headers are in (408 and close)."""
     max_header_bytes: int = 64 * 1024
     """Bytes of request line and headers (431 and close)."""
-    max_headers: int = 100
-    """Header fields per request (431 and close)."""
+    max_headers: int = 128
+    """Header fields per request (431 and close): above Envoy's default 100, so that what
+    Envoy lets through, plus the headers the proxies on the way add, is accepted."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from predictor.logs import ClientErrorFilter
 from tests.server import ServerProcess, start_server
 
 LINES_PER_MINUTE = 10
+V2_ROW = {"inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP64", "data": [1.0] * 8}]}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,7 @@ def quiet(model_dir: Path) -> Iterator[ServerProcess]:
         ("GET", "/v2/models/other", None, 404),
         ("POST", "/v1/models/other:predict", {"instances": [[1] * 8]}, 404),
         ("POST", "/v2/models/housing/infer", {"inputs": "no"}, 400),
+        ("POST", "/v2/models/housing/versions/1/infer", V2_ROW, 501),
         ("POST", "/v2/repository/models/housing/unload", None, 403),
     ],
 )

@@ -481,3 +481,20 @@ def test_bad_redis_url_is_refused_without_showing_the_password(url: str) -> None
     with pytest.raises(SystemExit) as exit_info:
         parse_settings(kserve.model_server.parser, ["--model_dir", "m", "--redis_url", url], {})
     assert "hunter2" not in str(exit_info.value)
+
+
+def test_hardening_flags_and_their_defaults() -> None:
+    defaults = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], {})
+    assert (defaults.limits.header_timeout_seconds, defaults.limits.body_timeout_seconds) == (5, 10)
+    assert (defaults.limits.max_header_bytes, defaults.limits.max_headers) == (65536, 128)
+    assert defaults.enable_model_repository is False
+    assert defaults.unloaded_liveness_seconds == 10
+    argv = ["--model_dir", "m", "--enable_model_repository", "true", "--max_headers", "64"]
+    argv += ["--header_timeout_seconds", "2", "--offload_body_bytes", "1024"]
+    settings = parse_settings(kserve.model_server.parser, argv, {})
+    assert settings.enable_model_repository is True
+    assert settings.limits.max_headers == 64 and settings.limits.header_timeout_seconds == 2
+    assert settings.offload_body_bytes == 1024
+    for bad in (["--max_headers", "0"], ["--body_timeout_seconds", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
