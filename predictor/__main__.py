@@ -78,6 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.router.routes[:0] = docs_routes()
     versions.list_versions(server.dataplane, model.name, model.version)
     versions.serve_versions_over_grpc(model.name, model.version)
+    errors.install(app)
+    # Inside PredictorASGI: health requests pass it, `/predict` (answered there) never does.
+    presence = ModelPresence(model, registry)
+    wrap_stack(
+        app,
+        lambda inner: TruthfulHealth(
+            inner, presence, settings.model_name, settings.unloaded_liveness_seconds
+        ),
+    )
     asgi.install(
         app,
         model,
@@ -85,14 +94,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.max_inflight,
         memo,
         settings.offload_body_bytes,
-    )
-    errors.install(app)
-    presence = ModelPresence(model, registry)
-    wrap_stack(
-        app,
-        lambda inner: TruthfulHealth(
-            inner, presence, settings.model_name, settings.unloaded_liveness_seconds
-        ),
     )
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)

@@ -16,7 +16,9 @@ uvicorn's, with four bounds (`ConnectionLimits`, one flag each):
 - a request the parser refuses gets `400` as JSON (uvicorn's own is text/plain).
 
 Each refusal is counted in `housing_http_refused_total{reason}`; it never reaches the ASGI
-app, so it takes no in-flight slot. On SIGTERM uvicorn waits for open requests to finish:
+app, so it takes no in-flight slot. Deadlines are checked every `SWEEP_SECONDS` for all
+connections at once (a timer per request would cost more than the bound is worth), so a
+bound fires up to that much late. On SIGTERM uvicorn waits for open requests to finish:
 these bounds are what stop a stalled one from holding the shutdown for the whole grace
 period.
 """
@@ -41,34 +43,63 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing; `send_400_response` answers it."""
 
 
+# How often the deadlines of all connections are checked: a bound fires up to this much
+# late. One periodic check costs less than a timer armed and cancelled per request.
+SWEEP_SECONDS: Final = 0.25
+
+
+class _Deadlines:
+    """The connections of one server whose request has a deadline, checked periodically."""
+
+    def __init__(self) -> None:
+        self.connections: set[BoundedHttpProtocol] = set()
+        self._sweeping = False
+
+    def add(self, connection: BoundedHttpProtocol) -> None:
+        self.connections.add(connection)
+        if not self._sweeping:
+            self._sweeping = True
+            connection.loop.call_later(SWEEP_SECONDS, self._sweep, connection.loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for connection in [c for c in self.connections if c.deadline_passed(now)]:
+            connection.on_deadline()
+        if self.connections:
+            loop.call_later(SWEEP_SECONDS, self._sweep, loop)
+        else:
+            self._sweeping = False
+
+
 class BoundedHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the bounds of the module docstring."""
 
-    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, limits: ConnectionLimits, deadlines: _Deadlines, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._limits = limits
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadlines = deadlines
+        self._deadline: float | None = None  # loop time by which this phase must be done
         self._reading_headers = True
         self._request_bytes = 0  # received while this request's headers were incomplete
-        self._header_bytes = 0
-        self._header_count = 0
         self._refusal: tuple[int, str, str] | None = None
 
     # -- connection -----------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self._limits.header_timeout_seconds, self._headers_late)
+        self._deadline = self.loop.time() + self._limits.header_timeout_seconds
+        self._deadlines.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._deadlines.connections.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._reading_headers:
-            if self._request_bytes == 0 and self._timer is None:
-                # The first byte of a later request on a kept-alive connection.
-                self._arm(self._limits.header_timeout_seconds, self._headers_late)
+            if self._deadline is None:  # the first byte of a later request on this connection
+                self._deadline = self.loop.time() + self._limits.header_timeout_seconds
             self._request_bytes += len(data)
         super().data_received(data)
         if (
@@ -82,28 +113,24 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # -- parser callbacks -----------------------------------------------------------------
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._header_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        self._header_bytes += len(name) + len(value) + 4
-        if self._header_count > self._limits.max_headers:
-            self._stop(431, "too_many_headers", f"more than {self._limits.max_headers} headers")
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        if self._header_bytes > self._limits.max_header_bytes:
-            self._stop(431, "header_too_large", self._too_large())
+        headers = self.headers
+        if len(headers) > self._limits.max_headers:
+            self._stop(431, "too_many_headers", f"more than {self._limits.max_headers} headers")
+        # Headers are at most the bytes received so far: only a request that received more
+        # than the bound (headers and the start of a body, in one chunk) needs counting.
+        if self._request_bytes > self._limits.max_header_bytes:
+            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers)
+            if size > self._limits.max_header_bytes:
+                self._stop(431, "header_too_large", self._too_large())
         self._reading_headers = False
-        self._arm(self._limits.body_timeout_seconds, self._body_late)
+        self._deadline = self.loop.time() + self._limits.body_timeout_seconds
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._deadline = None
         self._reading_headers = True
-        self._request_bytes = self._header_bytes = self._header_count = 0
+        self._request_bytes = 0
         super().on_message_complete()
 
     # -- answers --------------------------------------------------------------------------
@@ -121,7 +148,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         """Answer `status` with a JSON error, then close; count it."""
-        self._disarm()
+        self._deadline = None
         HTTP_REFUSED.labels(reason).inc()
         logger.warning(
             "%s from %s: %s", status, _peer(self.client), message, extra={"client_error": True}
@@ -145,29 +172,22 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # -- deadlines ------------------------------------------------------------------------
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, callback)
+    def deadline_passed(self, now: float) -> bool:
+        return self._deadline is not None and now >= self._deadline
 
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _headers_late(self) -> None:
-        self._timer = None
+    def on_deadline(self) -> None:
+        """The current phase (headers, or body) took longer than its bound."""
+        self._deadline = None
         if self.transport.is_closing():
             return
-        if self._request_bytes == 0:  # nothing sent at all: no request to answer
-            HTTP_REFUSED.labels("idle").inc()
-            self.transport.close()
-            return
-        seconds = self._limits.header_timeout_seconds
-        self._refuse(408, "header_timeout", f"request headers not received within {seconds:g} s")
-
-    def _body_late(self) -> None:
-        self._timer = None
-        if self.transport.is_closing():
+        if self._reading_headers:
+            if self._request_bytes == 0:  # nothing sent at all: no request to answer
+                HTTP_REFUSED.labels("idle").inc()
+                self.transport.close()
+                return
+            seconds = self._limits.header_timeout_seconds
+            message = f"request headers not received within {seconds:g} s"
+            self._refuse(408, "header_timeout", message)
             return
         cycle = self.cycle
         if cycle is not None and cycle.response_started:
@@ -185,4 +205,4 @@ def _peer(client: tuple[str, int] | None) -> str:
 
 def protocol_factory(limits: ConnectionLimits) -> Any:
     """What uvicorn's `Config.http` takes: builds one bounded protocol per connection."""
-    return partial(BoundedHttpProtocol, limits=limits)
+    return partial(BoundedHttpProtocol, limits=limits, deadlines=_Deadlines())
