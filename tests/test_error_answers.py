@@ -41,7 +41,7 @@ def quiet(model_dir: Path) -> Iterator[ServerProcess]:
         ("GET", "/v2/models/other", None, 404),
         ("POST", "/v1/models/other:predict", {"instances": [[1] * 8]}, 404),
         ("POST", "/v2/models/housing/infer", {"inputs": "no"}, 400),
-        ("POST", "/v2/models/housing/versions/1/infer", V2_ROW, 501),
+        ("POST", "/v2/models/housing/versions/1/infer", V2_ROW, 404),  # not the served one
         ("POST", "/v2/repository/models/housing/unload", None, 403),
     ],
 )
