@@ -13,6 +13,7 @@ module logs or shows names the server by `masked_url`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -96,13 +97,15 @@ class RedisCache:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._client.ping()
-                # Loaded now so the first lookups need no extra round trip (after a Redis
-                # restart, the first lookup loads it again, within its timeout).
-                await self._client.script_load(_LOOKUP_SCRIPT)
         except Exception as e:  # whatever Redis does, start-up goes on
             self._record_error("ping", e)
             self._breaker.trip()
             return
+        # Loaded now so the first lookups need no extra round trip. Best effort, with its
+        # own timeout: a lookup that finds it missing (also after a Redis restart) loads it.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._timeout):
+                await self._client.script_load(_LOOKUP_SCRIPT)
         logger.info("Using Redis at %s as the shared cache tier", self.url)
 
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
