@@ -132,6 +132,15 @@ plan: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 		--recommended $(PLAN_DIR)/recommend-scale-to-zero/recommendation.json \
 		--out $(PLAN_DIR)/apply $(PLAN_ARGS)
 
+# Small requests' latency while hostile clients send large bodies, with large-body
+# offloading off and on (not part of `make test`); writes perf/results/fairness-*.
+# E.g. FAIRNESS_ARGS=--quick
+FAIRNESS_ARGS ?=
+.PHONY: fairness
+fairness: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_WRK)
+	$(PY) -m perf.fairness --model_dir $(MODEL_DIR) $(FAIRNESS_ARGS)
+
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check predictor tests perf scripts
 	$(VENV)/bin/ruff format --check predictor tests perf scripts

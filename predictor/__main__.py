@@ -19,12 +19,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # kserve parses sys.argv when kserve.model_server is imported; import it here, in main.
     import kserve
     from kserve.logging import logger
+    from kserve.model_repository import ModelRepository
 
-    from predictor import asgi, logs, versions
+    from predictor import asgi, errors, logs, versions
+    from predictor.liveness import ModelPresence, TruthfulHealth
     from predictor.model import HousingModel
     from predictor.openapi import openapi_route
+    from predictor.repository import repository_extension
     from predictor.routes.docs import docs_routes
+    from predictor.server import PredictorServer
     from predictor.settings import parse_settings
+    from predictor.stack import wrap_stack
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
     if settings.server["workers"] != 1:
@@ -39,8 +44,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch_size=settings.max_batch_size,
         key_prefix=settings.cache.key_prefix,
     )
-    logs.configure(settings.log_format, settings.log_level)
-    server = kserve.ModelServer(**settings.server)
+    logs.configure(
+        settings.log_format,
+        settings.log_level,
+        errors.CLIENT_ERRORS,
+        settings.client_error_log_lines_per_minute,
+    )
+    registry = ModelRepository()
+    server = PredictorServer(
+        limits=settings.limits,
+        repository=repository_extension(settings.enable_model_repository, registry, model),
+        registered_models=registry,
+        **settings.server,
+    )
     if settings.model_wait_seconds and not wait_for_model_dir(
         settings.model_dir, settings.model_wait_seconds
     ):
@@ -62,7 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.router.routes[:0] = docs_routes()
     versions.list_versions(server.dataplane, model.name, model.version)
     versions.serve_versions_over_grpc(model.name, model.version)
-    asgi.install(app, model, settings.max_body_bytes, settings.max_inflight, memo)
+    errors.install(app)
+    # Inside PredictorASGI: health requests pass it, `/predict` (answered there) never does.
+    presence = ModelPresence(model, registry)
+    wrap_stack(
+        app,
+        lambda inner: TruthfulHealth(
+            inner, presence, settings.model_name, settings.unloaded_liveness_seconds
+        ),
+    )
+    asgi.install(
+        app,
+        model,
+        settings.max_body_bytes,
+        settings.max_inflight,
+        memo,
+        settings.offload_body_bytes,
+    )
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)
     server.start([model])

@@ -9,10 +9,15 @@ a request:
   small memo of whole responses, before any parsing: the common shape of repeated traffic,
   and then a cached answer costs little more than the HTTP server does. Any other
   request, however close, goes the whole way and its rows hit the per-row cache;
-- caps request bodies (413) on every route;
+- caps request bodies (413) on every route, and decodes and checks bodies above
+  `offload_body_bytes` off the event loop (predictor.large_bodies);
 - bounds the number of inference requests in flight: beyond `max_inflight`, inference
   routes answer 503 at once with `Retry-After`, so an overloaded pod sheds load quickly
-  instead of queueing without bound (Knative's queue-proxy then retries elsewhere).
+  instead of queueing without bound (Knative's queue-proxy then retries elsewhere). A
+  request takes its slot once its whole body has arrived, so slow or stalled senders
+  (bounded by predictor.limits) cannot lock others out;
+- times every answered inference request, 4xx and shed 503s included, in
+  `housing_request_seconds`.
 
 It also answers the original service's `GET /health` (`predictor.routes.health`), maps the
 served model version's V2 routes onto the unversioned ones (`predictor.versions`), and
@@ -35,6 +40,7 @@ from timing_asgi import TimingMiddleware
 
 from predictor.cache import LRU
 from predictor.json_body import InvalidJson, loads_strict
+from predictor.large_bodies import off_loop, size_problem
 from predictor.logs import REQUEST_ID
 from predictor.metrics import CACHE_HITS, INFLIGHT, REQUEST_SECONDS
 from predictor.model import V1_OUTLINE, HousingModel, LegacyRequest, v1_instances
@@ -62,6 +68,10 @@ MEMO_MAX_BODY_BYTES: Final = 4096
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _Overloaded(Exception):
+    """The body has arrived and every in-flight slot is taken: answer 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +169,31 @@ def outline_problem(path: str, body: Any) -> str | None:
     return problem
 
 
+def checked_body(
+    path: str, body: bytes, binary_header: bytes | None, max_rows: int | None = None
+) -> tuple[Any, str | None]:
+    """A V1 or V2 body parsed, and what is wrong with it: its JSON (or binary extension),
+    its outline, and (given `max_rows`, for large bodies checked off the event loop, see
+    predictor.large_bodies) its size and numbers."""
+    request: Any = None
+    try:
+        if binary_header is None:
+            request, tail_bytes = loads_strict(body), None
+        else:
+            split = split_binary(binary_header, body)
+            request, tail_bytes = split.request, split.tail_bytes
+        problem = outline_problem(path, request)
+        if path.endswith("/infer") and not problem:
+            problem = extension_problem(request, tail_bytes)
+    except InvalidJson as e:
+        problem = f"malformed JSON: {e}"
+    except BadBinaryBody as e:
+        problem = str(e)
+    if problem is None and max_rows is not None:
+        problem = size_problem(path, request, max_rows)
+    return request, problem
+
+
 def _optional_fields_problem(
     value: dict[str, Any], where: str, fields: tuple[tuple[str, type], ...]
 ) -> str | None:
@@ -221,8 +256,10 @@ class PredictorASGI:
         max_body_bytes: int,
         max_inflight: int,
         memo: LRU[bytes, _Answer] | None = None,
+        offload_body_bytes: int = 64 * 1024,
     ) -> None:
         self.inner = inner
+        self.offload_body_bytes = offload_body_bytes
         self.model = model
         self.max_body_bytes = max_body_bytes
         self.max_inflight = max_inflight
@@ -249,20 +286,24 @@ class PredictorASGI:
                 return
             await self.inner(scope, receive, send)
             return
-        if self.inflight >= self.max_inflight:
-            await send_json(
-                send,
-                503,
-                {"error": f"overloaded: {self.inflight} requests in flight; retry shortly"},
-                [(b"retry-after", b"1")],
-            )
-            return
         request_id = _header(scope, b"x-request-id") or _header(scope, b"x-b3-traceid")
         if request_id:
             REQUEST_ID.set(request_id.decode("latin-1"))
-        self.inflight += 1
         started = time.perf_counter()
-        status = 500  # what the client sees if the inner app dies without answering
+        status: int | None = None  # None: the client went away before any answer
+        admitted = False
+
+        async def admitting_receive() -> Message:
+            """The body's last chunk takes the in-flight slot, or is refused with 503: a
+            client still sending (or stalled) holds no slot."""
+            nonlocal admitted
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                if self.inflight >= self.max_inflight:
+                    raise _Overloaded
+                self.inflight += 1
+                admitted = True
+            return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal status
@@ -273,13 +314,30 @@ class PredictorASGI:
         path: str = scope["path"]
         try:
             if path == LEGACY_PATH:
-                await self._legacy(scope, receive, tracking_send)
+                await self._legacy(scope, admitting_receive, tracking_send)
             else:
-                await self._capped(scope, receive, tracking_send)
+                await self._capped(scope, admitting_receive, tracking_send)
+        except _Overloaded:
+            await self._shed(tracking_send)
+        except BaseException:
+            status = status or 500  # what uvicorn answers when the app dies without answering
+            raise
         finally:
-            self.inflight -= 1
-            route = "legacy" if path == LEGACY_PATH else "v2" if path.startswith("/v2/") else "v1"
-            self._timer(route, status).observe(time.perf_counter() - started)
+            if admitted:
+                self.inflight -= 1
+            if status is not None:
+                route = (
+                    "legacy" if path == LEGACY_PATH else "v2" if path.startswith("/v2/") else "v1"
+                )
+                self._timer(route, status).observe(time.perf_counter() - started)
+
+    async def _shed(self, send: Send) -> None:
+        await send_json(
+            send,
+            503,
+            {"error": f"overloaded: {self.inflight} requests in flight; retry shortly"},
+            [(b"retry-after", b"1")],
+        )
 
     def _timer(self, route: str, status: int) -> Any:
         """The latency histogram's child for (route, status), looked up once each."""
@@ -317,19 +375,12 @@ class PredictorASGI:
         body = await self._body(scope, receive, send)
         if body is None:
             return
-        try:
-            if binary_header is None:
-                request, tail_bytes = loads_strict(body), None
-            else:
-                split = split_binary(binary_header, body)
-                request, tail_bytes = split.request, split.tail_bytes
-            problem = outline_problem(path, request)
-            if v2 and not problem:
-                problem = extension_problem(request, tail_bytes)
-        except InvalidJson as e:
-            problem = f"malformed JSON: {e}"
-        except BadBinaryBody as e:
-            problem = str(e)
+        if len(body) <= self.offload_body_bytes:
+            request, problem = checked_body(path, body, binary_header)
+        else:
+            request, problem = await off_loop(
+                checked_body, path, body, binary_header, self.model.max_batch_size
+            )
         if problem:
             await send_json(send, 400, {"error": problem})
             return
@@ -369,7 +420,11 @@ class PredictorASGI:
                 await _send(send, 200, answer.body, self._memo_headers())
                 return
         try:
-            items = loads_strict(body)
+            items = (
+                loads_strict(body)
+                if len(body) <= self.offload_body_bytes
+                else await off_loop(loads_strict, body)
+            )
         except InvalidJson as e:
             await send_json(send, 400, {"error": f"malformed JSON: {e}"})
             return
@@ -406,6 +461,7 @@ def install(
     max_body_bytes: int,
     max_inflight: int,
     memo: LRU[bytes, _Answer] | None = None,
+    offload_body_bytes: int = 64 * 1024,
 ) -> Callable[[], ASGIApp]:
     """Put `PredictorASGI` in front of the app's middleware stack.
 
@@ -421,7 +477,9 @@ def install(
     def build() -> ASGIApp:
         if not logging.getLogger("kserve.trace").isEnabledFor(logging.INFO):
             app.user_middleware = [m for m in app.user_middleware if m.cls is not TimingMiddleware]
-        return PredictorASGI(build_inner(), model, max_body_bytes, max_inflight, memo)
+        return PredictorASGI(
+            build_inner(), model, max_body_bytes, max_inflight, memo, offload_body_bytes
+        )
 
     app.build_middleware_stack = build
     return build

@@ -9,6 +9,13 @@ While open, callers skip Redis entirely. After the cool-down one call (the probe
 through; its success closes the breaker, its failure opens it for another cool-down. A
 probe that never reports (its request was cancelled) does not wedge the breaker: after
 another cool-down the next call becomes the probe.
+
+Only outcomes that belong to the current state move the breaker. `allow` hands each call
+a `Ticket` naming the epoch it started in (every change of state starts a new epoch);
+an outcome reported with a ticket of an earlier epoch is ignored. So under load, the
+late success of a call that started before the breaker opened cannot close it again, the
+dozens of calls failing at once when Redis hangs open it once, and a lost probe's late
+answer cannot overrule the probe that replaced it.
 """
 
 from __future__ import annotations
@@ -16,6 +23,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from enum import IntEnum
+from typing import NewType
+
+Ticket = NewType("Ticket", int)
+"""What `allow` hands a call: the epoch it started in, to report its outcome with."""
 
 
 class BreakerState(IntEnum):
@@ -43,6 +54,7 @@ class CircuitBreaker:
         self._on_change = on_change
         self._clock = clock
         self._state = BreakerState.CLOSED
+        self._epoch = 0
         self._failures = 0
         self._blocked_until = 0.0
 
@@ -54,22 +66,29 @@ class CircuitBreaker:
     def cooldown_seconds(self) -> float:
         return self._cooldown
 
-    def allow(self) -> bool:
-        """Whether a call may go through now; past an open cool-down, this call is the probe."""
+    def allow(self) -> Ticket | None:
+        """A ticket if a call may go through now (past an open cool-down, this call is the
+        probe), else None."""
         if self._state is BreakerState.CLOSED:
-            return True
+            return Ticket(self._epoch)
         now = self._clock()
         if now < self._blocked_until:
-            return False
+            return None
         self._blocked_until = now + self._cooldown
+        # A new epoch even when already half-open: a lost probe's answer no longer counts.
         self._set(BreakerState.HALF_OPEN)
-        return True
+        return Ticket(self._epoch)
 
-    def succeeded(self) -> None:
+    def succeeded(self, ticket: Ticket) -> None:
+        if ticket != self._epoch:
+            return
         self._failures = 0
-        self._set(BreakerState.CLOSED)
+        if self._state is not BreakerState.CLOSED:
+            self._set(BreakerState.CLOSED)
 
-    def failed(self) -> None:
+    def failed(self, ticket: Ticket) -> None:
+        if ticket != self._epoch:
+            return
         self._failures += 1
         if self._state is not BreakerState.CLOSED or self._failures >= self._threshold:
             self.trip()
@@ -81,5 +100,7 @@ class CircuitBreaker:
 
     def _set(self, state: BreakerState) -> None:
         old, self._state = self._state, state
+        self._epoch += 1
+        self._failures = 0
         if old is not state and self._on_change is not None:
             self._on_change(old, state)

@@ -4,6 +4,11 @@ kserve's and uvicorn's loggers are configured here before kserve's ModelServer w
 configure them itself. Successful requests are not logged (uvicorn's access log and kserve's
 per-request timing lines are kept at WARNING): at thousands of requests a second they would
 cost more than the requests. `/metrics` counts and times every request instead.
+
+Client errors (a bad request is the client's doing, not the server's) are one short
+WARNING line each, without a traceback, and at most `client_error_lines_per_minute` of
+them: a client sending garbage in a loop cannot flood the logs. Server errors keep
+their tracebacks and are never dropped.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ import contextvars
 import json
 import logging
 import logging.config
+import threading
+import time
 import warnings
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -30,6 +38,72 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = REQUEST_ID.get()
+        return True
+
+
+# uvicorn's own line about a request its parser refused: predictor.limits answers and logs
+# each such request itself (with the peer and the reason), so this one is dropped.
+_UVICORN_REFUSED: Final = "Invalid HTTP request received."
+# kserve's gRPC interceptor logs every call at INFO, like an access log: dropped, as
+# successful REST requests are not logged either.
+_KSERVE_GRPC_CALL: Final = "grpc method: "
+
+
+class ClientErrorFilter(logging.Filter):
+    """Shortens and rate-limits client-error records (see the module docstring).
+
+    A record is a client error when it carries `client_error=True` (our own lines), an
+    exception of one of `client_errors` (kserve's gRPC interceptor logs those at ERROR with
+    the traceback). A token bucket of `per_minute` lines, refilled continuously; the line
+    that follows a dropped run says how many were dropped.
+    """
+
+    def __init__(
+        self,
+        client_errors: tuple[type[BaseException], ...] = (),
+        per_minute: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._kinds = client_errors
+        self._capacity = per_minute
+        self._rate = per_minute / 60.0
+        self._clock = clock
+        self._tokens = per_minute
+        self._stamp = clock()
+        self._dropped = 0
+        self._lock = threading.Lock()  # gRPC handlers log from worker threads too
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.name, record.msg) == ("uvicorn.error", _UVICORN_REFUSED) or (
+            record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL)
+        ):
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if not (getattr(record, "client_error", False) or isinstance(exc, self._kinds)):
+            return True
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens < 1:
+                self._dropped += 1
+                return False
+            self._tokens -= 1
+            dropped, self._dropped = self._dropped, 0
+        if exc is not None:
+            record.msg, record.args = "%s (%s: %s)", (record.getMessage(), type(exc).__name__, exc)
+            record.exc_info, record.exc_text = None, None
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if dropped:
+            record.msg, record.args = (
+                "%s [%d similar client-error lines dropped]",
+                (
+                    record.getMessage(),
+                    dropped,
+                ),
+            )
         return True
 
 
@@ -51,7 +125,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def logging_config(log_format: str, level: str) -> dict[str, Any]:
+def logging_config(
+    log_format: str,
+    level: str,
+    client_errors: tuple[type[BaseException], ...] = (),
+    client_error_lines_per_minute: float = 60.0,
+) -> dict[str, Any]:
     """A dictConfig for kserve's, uvicorn's and our loggers, all to stderr."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {LOG_FORMATS}, got {log_format!r}")
@@ -64,7 +143,7 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
         "class": "logging.StreamHandler",
         "stream": "ext://sys.stderr",
         "formatter": "default",
-        "filters": ["request_id"],
+        "filters": ["request_id", "client_errors"],
     }
 
     def logger(logger_level: str) -> dict[str, Any]:
@@ -73,7 +152,14 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
+        "filters": {
+            "request_id": {"()": RequestIdFilter},
+            "client_errors": {
+                "()": ClientErrorFilter,
+                "client_errors": client_errors,
+                "per_minute": client_error_lines_per_minute,
+            },
+        },
         "formatters": {"default": formatter},
         "handlers": {"default": handler},
         "loggers": {
@@ -89,8 +175,15 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
     }
 
 
-def configure(log_format: str, level: str) -> None:
-    logging.config.dictConfig(logging_config(log_format, level))
+def configure(
+    log_format: str,
+    level: str,
+    client_errors: tuple[type[BaseException], ...] = (),
+    client_error_lines_per_minute: float = 60.0,
+) -> None:
+    logging.config.dictConfig(
+        logging_config(log_format, level, client_errors, client_error_lines_per_minute)
+    )
     logging.captureWarnings(True)
     # kserve's own endpoints use FastAPI's ORJSONResponse, which FastAPI now deprecates:
     # nothing an operator of this server can act on.

@@ -41,6 +41,11 @@ REDIS_SKIPPED: Final = Counter(
 REDIS_BREAKER_STATE: Final = Gauge(
     "housing_redis_breaker_state", "Redis circuit breaker: 0 closed, 1 half-open, 2 open."
 )
+REDIS_BREAKER_CHANGES: Final = Counter(
+    "housing_redis_breaker_changes",
+    "Redis circuit breaker state changes, by the state entered (open, half_open, closed).",
+    ["state"],
+)
 REDIS_SECONDS: Final = Histogram(
     "housing_redis_seconds",
     "Redis round-trip time, failures included, by operation (mget, set).",
@@ -69,4 +74,11 @@ REQUEST_SECONDS: Final = Histogram(
 )
 INFLIGHT: Final = Gauge(
     "housing_inflight_requests", "Inference requests in flight (REST; shed beyond --max_inflight)."
+)
+HTTP_REFUSED: Final = Counter(
+    "housing_http_refused",
+    "Connections answered and closed by the HTTP layer before their request reached the app, "
+    "by reason (header_timeout, body_timeout, header_too_large, too_many_headers, "
+    "bad_request, idle).",
+    ["reason"],
 )

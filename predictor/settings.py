@@ -47,6 +47,22 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """Bounds on one HTTP connection before its request reaches the app (predictor.limits)."""
+
+    header_timeout_seconds: float = 5.0
+    """Time to receive a request's line and headers, from the connection opening or from the
+    first byte of a later request on it (408 and close)."""
+    body_timeout_seconds: float = 10.0
+    """Time to receive a request's body once its headers are in (408 and close)."""
+    max_header_bytes: int = 64 * 1024
+    """Bytes of request line and headers (431 and close)."""
+    max_headers: int = 128
+    """Header fields per request (431 and close): above Envoy's default 100, so that what
+    Envoy lets through, plus the headers the proxies on the way add, is accepted."""
+
+
+@dataclass(frozen=True)
 class Settings:
     model_dir: Path
     model_name: str
@@ -59,6 +75,7 @@ class Settings:
     response_cache_size: int
     """Whole `/predict` answers remembered by exact request body (0: none)."""
     cache: CacheSettings
+    limits: ConnectionLimits
     server: dict[str, Any]
     """kserve ModelServer keyword arguments taken from kserve's own flags."""
     log_format: str = "json"
@@ -68,6 +85,14 @@ class Settings:
     model_wait_seconds: float = 0.0
     """How long to wait for the model directory to appear before loading it: the
     --model_wait_seconds flag when KServe says MODEL_INIT_MODE=async (a modelcar), else 0."""
+    enable_model_repository: bool = False
+    """Serve the V2 model repository extension (load/unload); off: 403 / PERMISSION_DENIED."""
+    unloaded_liveness_seconds: float = 10.0
+    """How long liveness stays 200 once the model is gone (readiness fails at once)."""
+    client_error_log_lines_per_minute: float = 60.0
+    """Client-error log lines (one short WARNING each) beyond which they are dropped."""
+    offload_body_bytes: int = 64 * 1024
+    """Request bodies above this size are decoded and checked in a worker thread."""
 
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -140,9 +165,69 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="With MODEL_INIT_MODE=async (KServe, for a modelcar): how long to wait for the "
         "model directory to appear before giving up.",
     )
+    limits = ConnectionLimits()
+    parser.add_argument(
+        "--header_timeout_seconds",
+        type=float,
+        default=limits.header_timeout_seconds,
+        help="Time to receive a request's headers (then 408 and close).",
+    )
+    parser.add_argument(
+        "--body_timeout_seconds",
+        type=float,
+        default=limits.body_timeout_seconds,
+        help="Time to receive a request's body once its headers are in (then 408 and close).",
+    )
+    parser.add_argument(
+        "--max_header_bytes",
+        type=int,
+        default=limits.max_header_bytes,
+        help="Bytes of request line and headers (then 431 and close).",
+    )
+    parser.add_argument(
+        "--max_headers",
+        type=int,
+        default=limits.max_headers,
+        help="Header fields per request (then 431 and close).",
+    )
+    parser.add_argument(
+        "--enable_model_repository",
+        type=_strtobool,
+        default=False,
+        help="Serve the V2 model repository API (load/unload); off, it answers 403 "
+        "(gRPC: PERMISSION_DENIED).",
+    )
+    parser.add_argument(
+        "--unloaded_liveness_seconds",
+        type=float,
+        default=10.0,
+        help="How long liveness stays 200 once the model is gone (readiness fails at once).",
+    )
+    parser.add_argument(
+        "--client_error_log_lines_per_minute",
+        type=float,
+        default=60.0,
+        help="Client-error log lines (one short WARNING each) beyond which they are dropped.",
+    )
+    parser.add_argument(
+        "--offload_body_bytes",
+        type=int,
+        default=64 * 1024,
+        help="Request bodies above this size are decoded and checked off the event loop.",
+    )
     # Our defaults for kserve flags: the model is "housing", and no per-request log line.
     parser.set_defaults(model_name="housing", enable_latency_logging=False)
     return parser
+
+
+def _strtobool(value: str) -> bool:
+    """`true`/`false` like kserve's boolean flags (`--enable_grpc false`)."""
+    lowered = value.lower()
+    if lowered in ("1", "true", "t", "yes", "y", "on"):
+        return True
+    if lowered in ("0", "false", "f", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def _positive(name: str, value: float) -> None:
@@ -196,6 +281,13 @@ def parse_settings(
         "max_inflight",
         "cache_size",
         "cache_ttl_seconds",
+        "header_timeout_seconds",
+        "body_timeout_seconds",
+        "max_header_bytes",
+        "max_headers",
+        "unloaded_liveness_seconds",
+        "client_error_log_lines_per_minute",
+        "offload_body_bytes",
     ):
         _positive(name, getattr(args, name))
     if args.model_wait_seconds < 0:
@@ -243,10 +335,20 @@ def parse_settings(
         max_inflight=args.max_inflight,
         response_cache_size=args.response_cache_size,
         cache=cache,
+        limits=ConnectionLimits(
+            header_timeout_seconds=args.header_timeout_seconds,
+            body_timeout_seconds=args.body_timeout_seconds,
+            max_header_bytes=args.max_header_bytes,
+            max_headers=args.max_headers,
+        ),
         server=server,
         log_format=args.log_format,
         log_level=environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
         model_wait_seconds=(
             args.model_wait_seconds if environ.get("MODEL_INIT_MODE") == ASYNC_MODE else 0.0
         ),
+        enable_model_repository=args.enable_model_repository,
+        unloaded_liveness_seconds=args.unloaded_liveness_seconds,
+        client_error_log_lines_per_minute=args.client_error_log_lines_per_minute,
+        offload_body_bytes=args.offload_body_bytes,
     )

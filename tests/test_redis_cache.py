@@ -80,27 +80,30 @@ def recording_breaker(failures: int, clock: FakeClock) -> tuple[CircuitBreaker, 
 def test_breaker_opens_after_consecutive_failures_and_skips_until_cooldown() -> None:
     clock = FakeClock()
     breaker, states = recording_breaker(3, clock)
-    breaker.failed()
-    breaker.failed()
-    breaker.succeeded()  # a success in between resets the count
-    breaker.failed()
-    breaker.failed()
-    assert states == [] and breaker.allow()
-    breaker.failed()
+    ticket = breaker.allow()
+    assert ticket is not None
+    breaker.failed(ticket)
+    breaker.failed(ticket)
+    breaker.succeeded(ticket)  # a success in between resets the count
+    breaker.failed(ticket)
+    breaker.failed(ticket)
+    assert states == [] and breaker.allow() is not None
+    breaker.failed(ticket)
     assert states == [BreakerState.OPEN]
     clock.now += 4.9
-    assert not breaker.allow()
+    assert breaker.allow() is None
 
 
 def test_breaker_lets_one_probe_through_then_closes_on_success() -> None:
     clock = FakeClock()
     breaker, states = recording_breaker(1, clock)
-    breaker.failed()
+    breaker.trip()
     clock.now += 5.0
-    assert breaker.allow()  # the probe
-    assert not breaker.allow()  # only one at a time
-    breaker.succeeded()
-    assert breaker.allow()
+    probe = breaker.allow()
+    assert probe is not None
+    assert breaker.allow() is None  # only one at a time
+    breaker.succeeded(probe)
+    assert breaker.allow() is not None
     assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
 
 
@@ -109,18 +112,52 @@ def test_breaker_reopens_on_failed_probe_and_survives_a_lost_probe() -> None:
     breaker, states = recording_breaker(1, clock)
     breaker.trip()
     clock.now += 5.0
-    assert breaker.allow()
-    breaker.failed()
+    probe = breaker.allow()
+    assert probe is not None
+    breaker.failed(probe)
     assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.OPEN]
     clock.now += 4.0
-    assert not breaker.allow()
+    assert breaker.allow() is None
     clock.now += 1.0
-    assert breaker.allow()  # this probe never reports back (its request was cancelled)
+    lost = breaker.allow()  # this probe never reports back in time (its request was cancelled)
+    assert lost is not None
     clock.now += 4.9
-    assert not breaker.allow()
+    assert breaker.allow() is None
     clock.now += 0.1
-    assert breaker.allow()  # another cool-down later, the next call probes
+    probe = breaker.allow()  # another cool-down later, the next call probes
+    assert probe is not None and breaker.state is BreakerState.HALF_OPEN
+    breaker.succeeded(lost)  # too late: the probe that replaced it decides
     assert breaker.state is BreakerState.HALF_OPEN
+    breaker.failed(probe)
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_only_outcomes_of_the_current_state_move_the_breaker() -> None:
+    clock = FakeClock()
+    breaker, states = recording_breaker(3, clock)
+    # 100 calls start while closed; Redis hangs and they all fail at once, while a few that
+    # started with them succeed late: one opening, and no closing until a probe succeeds.
+    tickets = [breaker.allow() for _ in range(100)]
+    assert all(t is not None for t in tickets)
+    for i, ticket in enumerate(tickets):
+        assert ticket is not None
+        if i % 10 == 9:
+            breaker.succeeded(ticket)
+        else:
+            breaker.failed(ticket)
+    assert states == [BreakerState.OPEN]
+    clock.now += 5.0
+    probe = breaker.allow()
+    assert probe is not None
+    breaker.failed(tickets[0])  # an old failure does not decide the probe's epoch
+    breaker.succeeded(tickets[1])  # nor an old success
+    assert breaker.state is BreakerState.HALF_OPEN
+    breaker.succeeded(probe)
+    assert states == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+    breaker.failed(tickets[2])  # from before the opening: ignored
+    breaker.failed(tickets[3])
+    breaker.failed(tickets[4])
+    assert breaker.state is BreakerState.CLOSED
 
 
 # -- the Redis tier against a private redis-server -------------------------------------------
@@ -132,6 +169,7 @@ def test_lookup_misses_then_hits_with_exact_values(redis_server: RedisServer) ->
 
     async def scenario() -> list[float | None]:
         cache = redis_cache(redis_server.url)
+        await cache.start()
         assert await cache.lookup(list(values)) == [None] * len(values)
         await cache.insert(values)
         await flushed(cache)
@@ -142,9 +180,10 @@ def test_lookup_misses_then_hits_with_exact_values(redis_server: RedisServer) ->
     mget_before = sample("housing_redis_seconds_count", operation="mget")
     set_before = sample("housing_redis_seconds_count", operation="set")
     assert asyncio.run(scenario()) == [*values.values(), None]
-    # one MGET per lookup, one pipelined round trip per insert
+    # one script call per lookup (EVALSHA; start() loaded the script), one pipelined round
+    # trip per insert
     stats = redis_server.client().info("commandstats")
-    assert stats["cmdstat_mget"]["calls"] == 2
+    assert stats["cmdstat_evalsha"]["calls"] == 2
     assert stats["cmdstat_set"]["calls"] == len(values)
     assert sample("housing_redis_seconds_count", operation="mget") - mget_before == 2
     assert sample("housing_redis_seconds_count", operation="set") - set_before == 1
@@ -178,20 +217,58 @@ def test_writes_carry_a_jittered_ttl_and_expire(redis_server: RedisServer) -> No
     assert asyncio.run(expiry()) == ([2.5], [None])
 
 
-def test_garbage_values_are_misses_and_counted(redis_server: RedisServer) -> None:
+# What the server writes (repr of a float), and values it never writes.
+EXACT: dict[str, bytes] = {"t:ok": b"1.25", "t:big": b"1e+16", "t:tiny": b"5e-324"}
+FOREIGN: dict[str, bytes] = {
+    "t:text": b"not a number",
+    "t:nan": b"nan",
+    "t:inf": b"inf",
+    "t:bin": b"\xff\xfe",
+    "t:underscore": b"4_2",
+    "t:spaces": b" 999.5 ",
+    "t:int": b"42",
+    "t:plus": b"+1.5",
+    "t:zeros": b"1.250",
+    "t:empty": b"",
+    "t:huge": b"1" * 10_000_000,
+}
+
+
+def test_only_the_exact_form_written_is_a_hit(redis_server: RedisServer) -> None:
     client = redis_server.client()
-    client.mset({"t:ok": "1.25", "t:text": "not a number", "t:nan": "nan", "t:bin": b"\xff\xfe"})
-    client.rpush("t:list", "1.0")  # MGET answers nil for a key of another type
+    client.mset({**EXACT, **FOREIGN})
+    client.rpush("t:list", "1.0")
+    client.hset("t:hash", "v", "1.0")
+    client.sadd("t:set", "1.0")
+    keys = [*EXACT, *FOREIGN, "t:list", "t:hash", "t:set", "t:absent"]
     before = sample("housing_redis_errors_total", operation="mget", kind="bad_value")
 
     async def scenario() -> list[float | None]:
-        cache = redis_cache(redis_server.url)
-        found = await cache.lookup(["t:ok", "t:text", "t:nan", "t:bin", "t:list"])
+        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        found = await cache.lookup(keys)
         await cache.close()
         return found
 
-    assert asyncio.run(scenario()) == [1.25, None, None, None, None]
-    assert sample("housing_redis_errors_total", operation="mget", kind="bad_value") - before == 3
+    assert asyncio.run(scenario()) == [1.25, 1e16, 5e-324] + [None] * (len(FOREIGN) + 4)
+    # every foreign value and every key of another type counts; the absent key does not
+    assert sample("housing_redis_errors_total", operation="mget", kind="bad_value") - before == (
+        len(FOREIGN) + 3
+    )
+
+
+def test_a_huge_value_is_not_read_whole(redis_server: RedisServer) -> None:
+    """The lookup reads a bounded prefix of each value: a 10 MB value costs a miss."""
+    redis_server.client().set("t:huge", b"1" * 10_000_000)
+
+    async def scenario() -> tuple[list[float | None], int]:
+        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        found = await cache.lookup(["t:huge"])
+        await cache.close()
+        return found, 0
+
+    assert asyncio.run(scenario())[0] == [None]
+    stats = redis_server.client().info("stats")
+    assert stats["total_net_output_bytes"] < 1_000_000
 
 
 def test_redis_killed_then_restarted_fails_open_and_recovers(redis_server: RedisServer) -> None:
@@ -404,3 +481,20 @@ def test_bad_redis_url_is_refused_without_showing_the_password(url: str) -> None
     with pytest.raises(SystemExit) as exit_info:
         parse_settings(kserve.model_server.parser, ["--model_dir", "m", "--redis_url", url], {})
     assert "hunter2" not in str(exit_info.value)
+
+
+def test_hardening_flags_and_their_defaults() -> None:
+    defaults = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], {})
+    assert (defaults.limits.header_timeout_seconds, defaults.limits.body_timeout_seconds) == (5, 10)
+    assert (defaults.limits.max_header_bytes, defaults.limits.max_headers) == (65536, 128)
+    assert defaults.enable_model_repository is False
+    assert defaults.unloaded_liveness_seconds == 10
+    argv = ["--model_dir", "m", "--enable_model_repository", "true", "--max_headers", "64"]
+    argv += ["--header_timeout_seconds", "2", "--offload_body_bytes", "1024"]
+    settings = parse_settings(kserve.model_server.parser, argv, {})
+    assert settings.enable_model_repository is True
+    assert settings.limits.max_headers == 64 and settings.limits.header_timeout_seconds == 2
+    assert settings.offload_body_bytes == 1024
+    for bad in (["--max_headers", "0"], ["--body_timeout_seconds", "-1"]):
+        with pytest.raises(SystemExit):
+            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})

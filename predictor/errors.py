@@ -1,0 +1,119 @@
+"""One place that maps errors to answers: every error is JSON `{"error": ...}`.
+
+kserve's REST handlers log every client error at ERROR with a full traceback (kilobytes
+per bad request), and FastAPI's router answers 404/405 as `{"detail": ...}`. Here:
+
+- client errors (400 invalid input, 403 refused, 404 unknown model or path, 405 method,
+  422, 501 not implemented) answer `{"error": ...}` and log one short WARNING line without
+  a traceback, rate-limited by predictor.logs;
+- 503 model not ready logs one WARNING line;
+- server errors (500) keep kserve's handlers: ERROR with the traceback.
+
+The gRPC side goes through kserve's interceptor, whose log lines predictor.logs shortens
+and rate-limits the same way (by the exception types in `CLIENT_ERRORS`).
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, Final
+
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+from predictor.repository import RepositoryDisabled
+from predictor.stack import before_build
+
+logger: Final = logging.getLogger("kserve.predictor.errors")
+
+CLIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    InvalidInput,
+    ModelNotFound,
+    NotImplementedError,
+    UnsupportedProtocol,
+    RepositoryDisabled,
+)
+"""Exceptions that are the client's doing: logged short, never with a traceback."""
+
+_STATUS: Final[dict[type[BaseException], int]] = {
+    InvalidInput: HTTPStatus.BAD_REQUEST,
+    ModelNotFound: HTTPStatus.NOT_FOUND,
+    NotImplementedError: HTTPStatus.NOT_IMPLEMENTED,
+    UnsupportedProtocol: HTTPStatus.NOT_IMPLEMENTED,
+    RepositoryDisabled: HTTPStatus.FORBIDDEN,
+}
+
+
+def log_client_error(request: Request, status: int, message: str) -> None:
+    """One short line; `client_error` lets predictor.logs rate-limit it."""
+    logger.warning(
+        "%s %s -> %d: %s",
+        request.method,
+        request.url.path,
+        status,
+        message,
+        extra={"client_error": True},
+    )
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, RepositoryDisabled):
+        return str(exc.details)
+    return str(exc) or type(exc).__name__
+
+
+async def client_error(request: Request, exc: Exception) -> JSONResponse:
+    status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
+    message = _message(exc)
+    log_client_error(request, status, message)
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The router's own answers (404 no such path, 405 method) and any HTTPException."""
+    assert isinstance(exc, HTTPException)
+    message = str(exc.detail)
+    log_client_error(request, exc.status_code, message)
+    return JSONResponse(
+        status_code=exc.status_code, content={"error": message}, headers=exc.headers
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
+    )
+    log_client_error(request, HTTPStatus.UNPROCESSABLE_ENTITY, message)
+    return JSONResponse(
+        status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
+        content={"error": message or "invalid request", "detail": _plain(errors)},
+    )
+
+
+async def model_not_ready(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("%s %s -> 503: %s", request.method, request.url.path, exc)
+    return JSONResponse(status_code=HTTPStatus.SERVICE_UNAVAILABLE, content={"error": str(exc)})
+
+
+def _plain(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's error entries without their `ctx` / `input` (may hold unserializable values)."""
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
+
+
+def install(app: Any) -> None:
+    """Replace kserve's and FastAPI's handlers for these errors once kserve registered its own."""
+
+    def register() -> None:
+        for kind in _STATUS:
+            app.exception_handlers[kind] = client_error
+        app.exception_handlers[HTTPException] = http_error
+        app.exception_handlers[RequestValidationError] = validation_error
+        app.exception_handlers[ModelNotReady] = model_not_ready
+
+    before_build(app, register)

@@ -1,0 +1,67 @@
+"""The V2 model repository extension (load/unload over REST and gRPC), off by default.
+
+kserve serves `POST /v2/repository/models/{name}/load|unload` and gRPC
+`RepositoryModelLoad|Unload` to anyone who can reach the port; one anonymous unload took
+the model away for good. Here the extension refuses both (REST 403, gRPC
+PERMISSION_DENIED) unless `--enable_model_repository true`; when enabled, `load` really
+loads the model again from its directory (kserve's own does nothing for a custom model).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from grpc_interceptor.exceptions import PermissionDenied
+from kserve.errors import ModelNotFound, ModelNotReady
+from kserve.model_repository import ModelRepository
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+from predictor.artifact import ModelArtifactError
+from predictor.model import HousingModel
+
+DISABLED_MESSAGE: Final = (
+    "the model repository API is disabled; start the server with "
+    "--enable_model_repository true to allow loading and unloading models"
+)
+
+
+class RepositoryDisabled(PermissionDenied):  # type: ignore[misc]
+    """Refused: kserve's gRPC interceptor turns it into PERMISSION_DENIED, predictor.errors
+    into `403 {"error": ...}`."""
+
+    def __init__(self) -> None:
+        super().__init__(DISABLED_MESSAGE)
+
+
+class DisabledRepository(ModelRepositoryExtension):  # type: ignore[misc]
+    """Lists models like kserve's, refuses to load or unload any."""
+
+    async def load(self, model_name: str) -> None:
+        raise RepositoryDisabled
+
+    async def unload(self, model_name: str) -> None:
+        raise RepositoryDisabled
+
+
+class ReloadingRepository(ModelRepositoryExtension):  # type: ignore[misc]
+    """kserve's extension, except that `load` reads our model's directory again."""
+
+    def __init__(self, model_registry: ModelRepository, model: HousingModel) -> None:
+        super().__init__(model_registry=model_registry)
+        self._registry = model_registry
+        self._model = model
+
+    async def load(self, model_name: str) -> None:
+        if model_name != self._model.name:
+            raise ModelNotFound(model_name)
+        try:
+            self._model.load()
+        except ModelArtifactError as e:
+            raise ModelNotReady(model_name, str(e)) from e
+        self._registry.update(self._model)
+
+
+def repository_extension(
+    enabled: bool, registry: ModelRepository, model: HousingModel
+) -> ModelRepositoryExtension:
+    return ReloadingRepository(registry, model) if enabled else DisabledRepository(registry)
