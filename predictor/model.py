@@ -229,7 +229,8 @@ class HousingModel(Model):  # type: ignore[misc]
         pending_keys = [keys[i] for i in pending]
         rows = payload.request.rows
         if not self._cache.shared and self._inline and len(pending) <= INLINE_MAX_ROWS:
-            answers = await self._compute(pending_keys, rows[pending])
+            missed = rows if len(pending) == len(keys) else rows[pending]
+            answers = await self._compute(pending_keys, missed)
         else:
 
             def answer(positions: list[int]) -> Any:
