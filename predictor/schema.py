@@ -127,6 +127,9 @@ def validate_objects(items: Any, allow_arrays: bool = False) -> np.ndarray:
         raise request_error("expected a JSON list of feature objects")
     if not items:
         raise request_error("expected at least one item")
+    plain = _plain_rows(items, allow_arrays)
+    if plain is not None:
+        return plain
     rows = np.empty((len(items), N_FEATURES), dtype=np.float64)
     errors: list[FieldError] = []
     for index, item in enumerate(items):
@@ -151,6 +154,34 @@ def validate_objects(items: Any, allow_arrays: bool = False) -> np.ndarray:
         raise InvalidRows(errors)
     rows += _POSITIVE_ZERO
     return rows
+
+
+def _plain_rows(items: list[Any], allow_arrays: bool) -> np.ndarray | None:
+    """The rows of items that are all valid, read without pydantic (the common case, at a
+    fraction of the cost); None as soon as any item may not be, and then the full check
+    says why. Valid means what `HousingFeatures` says: every feature a JSON number (not a
+    boolean), finite, within bounds (checked by `_bad_cells`, the same rules)."""
+    values = []
+    for item in items:
+        if type(item) is dict:
+            try:
+                row = [item[name] for name in FEATURES]
+            except KeyError:
+                return None
+        elif allow_arrays and type(item) is list and len(item) == N_FEATURES:
+            row = item
+        else:
+            return None
+        for value in row:
+            if type(value) is not float and type(value) is not int:
+                return None
+        values.append(row)
+    try:
+        rows = np.array(values, dtype=np.float64)
+    except OverflowError:  # an integer too large for a double
+        return None
+    rows += _POSITIVE_ZERO
+    return None if _bad_cells(rows) else rows
 
 
 def validate_matrix(matrix: np.ndarray) -> np.ndarray:

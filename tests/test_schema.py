@@ -176,3 +176,23 @@ def test_few_rows_and_many_rows_apply_the_same_bounds(rows: list[list[float]]) -
     # Both list bad cells in row order, at most 5; the tiled matrix repeats the rows after.
     assert found_many[: len(found_few)] == found_few
     assert bool(found_many) == bool(found_few)
+
+
+def test_valid_objects_read_without_pydantic_match_the_schema() -> None:
+    """The fast path of `validate_objects` gives what `HousingFeatures` gives, -0.0 as 0.0."""
+    from predictor.schema import HousingFeatures
+
+    items = [
+        {"MedInc": 8.3252, "HouseAge": 42, "AveRooms": 6.98, "AveBedrms": 1.02,
+         "Population": 322, "AveOccup": 2.55, "Latitude": -0.0, "Longitude": -122.23, "x": 1},
+        {"MedInc": 1e-9, "HouseAge": 0, "AveRooms": 1, "AveBedrms": 1, "Population": 10**20,
+         "AveOccup": 1, "Latitude": 90, "Longitude": -180},
+    ]  # fmt: skip
+    expected = [
+        [float(getattr(HousingFeatures.model_validate(i), f)) for f in FEATURES] for i in items
+    ]
+    rows = validate_objects(items)
+    assert rows.tolist() == expected
+    assert str(rows[0, 6]) == "0.0"
+    arrays = validate_objects([list(r) for r in expected], allow_arrays=True)
+    assert arrays.tolist() == expected
