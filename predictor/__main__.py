@@ -12,6 +12,7 @@ from typing import Any
 
 from predictor.artifact import ModelArtifactError
 from predictor.cache import TieredCache, build_cache
+from predictor.memory import return_large_blocks
 from predictor.model_wait import wait_for_model_dir
 
 
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Extra worker processes re-import kserve's app and would lack the /predict route;
         # scale with replicas (Knative) instead.
         raise SystemExit("--workers must be 1: scale out with replicas instead")
+    return_large_blocks()
     cache = build_cache(settings.cache)
     model = HousingModel(
         settings.model_name,

@@ -1,0 +1,1 @@
+"""Every place that patches or subclasses kserve, Starlette, uvicorn or grpc internals."""
