@@ -31,6 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from predictor.server import PredictorServer
     from predictor.settings import parse_settings
     from predictor.stack import wrap_stack
+    from predictor.upstream import grpc_server
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
     if settings.server["workers"] != 1:
@@ -83,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors.install(app)
     # Inside PredictorASGI: health requests pass it, `/predict` (answered there) never does.
     presence = ModelPresence(model, registry)
+    grpc_server.install(presence, settings.unloaded_liveness_seconds, settings.grpc_reflection)
     wrap_stack(
         app,
         lambda inner: TruthfulHealth(

@@ -100,6 +100,8 @@ class Settings:
     """Client-error log lines (one short WARNING each) beyond which they are dropped."""
     offload_body_bytes: int = 64 * 1024
     """Request bodies above this size are decoded and checked in a worker thread."""
+    grpc_reflection: bool = True
+    """Serve gRPC server reflection (what `grpcurl` and Postman use to find the service)."""
 
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -224,6 +226,13 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         default=False,
         help="Serve the V2 model repository API (load/unload); off, it answers 403 "
         "(gRPC: PERMISSION_DENIED).",
+    )
+    parser.add_argument(
+        "--enable_grpc_reflection",
+        type=_strtobool,
+        default=True,
+        help="Serve gRPC server reflection (grpcurl, Postman and the like list and call "
+        "the service without its .proto).",
     )
     parser.add_argument(
         "--unloaded_liveness_seconds",
@@ -385,4 +394,5 @@ def parse_settings(
         unloaded_liveness_seconds=args.unloaded_liveness_seconds,
         client_error_log_lines_per_minute=args.client_error_log_lines_per_minute,
         offload_body_bytes=args.offload_body_bytes,
+        grpc_reflection=args.enable_grpc_reflection,
     )
