@@ -63,8 +63,9 @@ class ConnectionLimits:
     write_timeout_seconds: float = 5.0
     """Time a client has to take the bytes of its answers once they pile up (above the
     transport's 64 KiB high-water mark); then the connection is dropped."""
-    max_unsent_bytes_per_connection: int = 1024 * 1024
-    """Unsent bytes a connection may hold when another answer is ready to be written."""
+    max_unsent_bytes_per_connection: int = 256 * 1024
+    """Unsent bytes a connection may hold when another answer is ready to be written: only
+    a client pipelining requests without reading their answers comes near it."""
     max_unsent_bytes: int = 64 * 1024 * 1024
     """Unsent bytes of all paused connections together (the longest paused are dropped)."""
 

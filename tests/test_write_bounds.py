@@ -115,3 +115,37 @@ def test_a_reading_client_gets_a_large_answer_whole(bounded: ServerProcess) -> N
             )
             assert response.status_code == 200
             assert response.json()["id"] == "x" * ID_BYTES
+
+
+@pytest.fixture(scope="module")
+def patient(model_dir: Path) -> Iterator[ServerProcess]:
+    """A write bound longer than the tests wait: only the byte bounds can drop anyone."""
+    args = ["--model_dir", str(model_dir), "--write_timeout_seconds", "120"]
+    args += ["--max_unsent_bytes", str(2 * 1024 * 1024)]
+    with start_server(args) as server:
+        yield server
+
+
+def dropped(server: ServerProcess, reason: str) -> float:
+    return metric(server, f'housing_http_dropped_total{{reason="{reason}"}}')
+
+
+def test_a_pipelining_non_reader_is_dropped_when_its_next_answer_is_ready(
+    patient: ServerProcess,
+) -> None:
+    before = dropped(patient, "unsent_bytes")
+    with non_reader(patient.http_port, echo_request(), 3):
+        assert wait_for(lambda: dropped(patient, "unsent_bytes") > before, MARGIN)
+        assert wait_for(lambda: metric(patient, "housing_inflight_requests") == 0, MARGIN)
+
+
+def test_unsent_answers_of_all_clients_are_bounded(patient: ServerProcess) -> None:
+    """Six clients asking once each and never reading: ~1.9 MB each to hold, 2 MiB in all."""
+    before = dropped(patient, "unsent_total")
+    clients = [non_reader(patient.http_port, echo_request(), 1) for _ in range(6)]
+    try:
+        assert wait_for(lambda: dropped(patient, "unsent_total") - before >= 3, MARGIN)
+        assert inference_answers(patient)
+    finally:
+        for sock in clients:
+            sock.close()

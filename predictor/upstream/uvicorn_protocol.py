@@ -29,10 +29,10 @@ app, so it takes no in-flight slot. On the write side (counted in
 - bytes the client has not taken must be taken within `write_timeout_seconds` (the
   transport stays paused for writing, above its high-water mark, no longer than that);
 - a connection holding more than `max_unsent_bytes_per_connection` unsent bytes when
-  another answer is ready to be written is dropped at once (only a client that pipelines
-  without reading does that);
+  another answer is ready to be written is dropped at once (`unsent_bytes`: only a client
+  that pipelines without reading has another answer ready before it took the last);
 - the unsent bytes of all paused connections together stay under `max_unsent_bytes`:
-  beyond it the connections paused longest are dropped first.
+  beyond it the connections paused longest are dropped first (`unsent_total`).
 
 A dropped connection's request, if one waits to write, sees the disconnect at once and
 gives back its in-flight slot. Deadlines are checked every `SWEEP_SECONDS` for all
@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from functools import partial
 from typing import Any, Final
 
@@ -63,6 +64,13 @@ logger: Final = logging.getLogger("kserve.predictor.limits")
 class _Refused(Exception):
     """Raised from a parser callback to stop parsing; `send_400_response` answers it."""
 
+
+# The kernel's send buffer of each connection. Linux grows it up to net.ipv4.tcp_wmem's
+# maximum (4 MiB by default): answers a client does not read would sit there, outside the
+# bounds below (and still counted against the container's memory). Fixed at this size
+# (the kernel doubles it), more than a client in the cluster needs to be answered at
+# full speed, the rest waits in the transport, where the bounds see it.
+KERNEL_SEND_BUFFER_BYTES: Final = 128 * 1024
 
 # How often the deadlines of all connections are checked: a bound fires up to this much
 # late. One periodic check costs less than a timer armed and cancelled per request.
@@ -156,6 +164,9 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER_BYTES)
         self.flow = _BoundedFlow(transport, self)
         self._deadline = self.loop.time() + self._limits.header_timeout_seconds
         self._shared.deadlines.add(self)
@@ -210,7 +221,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         unsent.record(self, self.transport.get_write_buffer_size())
         while unsent.total > unsent.limit:
             unsent.oldest().drop(
-                "unsent_bytes", f"unsent answers of all clients exceed {unsent.limit} bytes"
+                "unsent_total", f"unsent answers of all clients exceed {unsent.limit} bytes"
             )
 
     def resume_writing(self) -> None:
