@@ -45,9 +45,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# uvicorn's own line about a request its parser refused: predictor.limits answers and logs
-# each such request itself (with the peer and the reason), so this one is dropped.
-_UVICORN_REFUSED: Final = "Invalid HTTP request received."
 # kserve's gRPC interceptor logs every call at INFO, like an access log: dropped, as
 # successful REST requests are not logged either.
 _KSERVE_GRPC_CALL: Final = "grpc method: "
@@ -79,9 +76,7 @@ class ClientErrorFilter(logging.Filter):
         self._lock = threading.Lock()  # gRPC handlers log from worker threads too
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (record.name, record.msg) == ("uvicorn.error", _UVICORN_REFUSED) or (
-            record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL)
-        ):
+        if record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL):
             return False
         exc = record.exc_info[1] if record.exc_info else None
         if not (getattr(record, "client_error", False) or isinstance(exc, self._kinds)):

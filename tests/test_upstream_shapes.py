@@ -124,3 +124,11 @@ def test_the_inference_service_is_unary_with_the_methods_we_serve() -> None:
     for method in SERVICE.methods:
         assert not method.client_streaming and not method.server_streaming, method.name
         assert hasattr(pb, method.input_type.name) and hasattr(pb, method.output_type.name)
+
+
+def test_uvicorn_marks_the_cycle_disconnected_as_drop_does() -> None:
+    """`drop` does at once what uvicorn's `connection_lost` does a loop turn later."""
+    lost = source(httptools_impl.HttpToolsProtocol.connection_lost)
+    assert "if self.cycle and not self.cycle.response_complete:" in lost
+    assert "self.cycle.disconnected = True" in lost
+    assert "if self.disconnected:" in source(httptools_impl.RequestResponseCycle.send)

@@ -156,6 +156,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._shared = shared
         self._deadline: float | None = None  # loop time by which this read phase must be done
         self._write_deadline: float | None = None  # by which the client must take its bytes
+        self._dropped = False
         self._reading_headers = True
         self._request_bytes = 0  # received while this request's headers were incomplete
         self._refusal: tuple[int, str, str] | None = None
@@ -232,6 +233,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     def may_wait_to_write(self) -> bool:
         """Another answer is ready while this client still has not taken the last ones."""
         bound = self._limits.max_unsent_bytes_per_connection
+        if self._dropped:
+            return False
         if self.transport.get_write_buffer_size() <= bound:
             return True
         self.drop("unsent_bytes", f"more than {bound} unsent bytes and another answer ready")
@@ -245,9 +248,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         """Abort the connection: its unsent bytes are freed, a waiting answer returns."""
         self._write_deadline = None
         self._shared.unsent.forget(self)
+        if self._dropped:
+            return
+        self._dropped = True
         HTTP_DROPPED.labels(reason).inc()
         logger.warning("dropped %s: %s", _peer(self.client), message, extra={"client_error": True})
         self.transport.abort()
+        # What uvicorn's `connection_lost` will do, now: the request that was about to
+        # write sees the disconnect at once, writes nothing more and frees its slot.
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
 
     # -- parser callbacks -----------------------------------------------------------------
 
