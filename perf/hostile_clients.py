@@ -28,17 +28,16 @@ ROW = [8.3252, 41, 6.98, 1.02, 322, 2.55, 37.88, -122.23]
 
 
 def _sample(server: ServerProcess, v1: str, pid: int, at: float) -> dict[str, object]:
-    """Slots taken, whether a small V1 request is answered, and RSS, at one moment."""
+    """Slots taken, whether a small V1 request is answered, and RSS, at one moment (an
+    answer that takes over 10 s is recorded as its error's name)."""
+    sample: dict[str, object] = {"t": round(at, 1)}
     try:
-        status: int | str = httpx.post(v1, json={"instances": [ROW]}, timeout=10).status_code
+        sample["v1"] = httpx.post(v1, json={"instances": [ROW]}, timeout=10).status_code
+        sample["inflight"] = metric(server, "housing_inflight_requests")
     except httpx.HTTPError as e:
-        status = type(e).__name__
-    return {
-        "t": round(at, 1),
-        "inflight": metric(server, "housing_inflight_requests"),
-        "v1": status,
-        "rss_mib": round(rss_mib(pid)),
-    }
+        sample.setdefault("v1", type(e).__name__)
+    sample["rss_mib"] = round(rss_mib(pid))
+    return sample
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,8 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["rss_peak_mib"] = round(peak.rss_mib)
         time.sleep(args.after)
         result["rss_after_mib"] = round(rss_mib(pid))
-        result["dropped"] = metric(server, "housing_http_dropped_total")
-        result["inflight_max"] = max(float(str(s["inflight"])) for s in samples)
+        result["dropped"] = {
+            reason: metric(server, f'housing_http_dropped_total{{reason="{reason}"}}')
+            for reason in ("write_timeout", "unsent_bytes", "unsent_total")
+        }
+        result["inflight_max"] = max(float(str(s.get("inflight", 0))) for s in samples)
         result["v1_not_200"] = sum(s["v1"] != 200 for s in samples)
         result["samples"] = samples
     finally:
