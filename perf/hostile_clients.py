@@ -4,7 +4,9 @@ Starts the predictor, measures its RSS, opens `--clients` connections that each 
 `--pipelined` V2 requests echoing a ~1.9 MB `id` and never read (tests/hostile.py), then
 for `--hold` seconds samples RSS, `housing_inflight_requests` and whether a small V1
 request is answered; then closes the clients and measures RSS again after `--after`
-seconds. Prints one JSON object. Extra arguments after `--` go to the server, e.g.
+seconds. Also samples the machine's TCP buffer memory, where unread answers that left
+the server's process wait. Prints one JSON object. Extra arguments after `--` go to the
+server, e.g.
 `.venv/bin/python -m perf.hostile_clients --model_dir model -- --write_timeout_seconds 5`.
 """
 
@@ -37,7 +39,19 @@ def _sample(server: ServerProcess, v1: str, pid: int, at: float) -> dict[str, ob
     except httpx.HTTPError as e:
         sample.setdefault("v1", type(e).__name__)
     sample["rss_mib"] = round(rss_mib(pid))
+    sample["tcp_mib"] = round(tcp_buffers_mib())
     return sample
+
+
+def tcp_buffers_mib() -> float:
+    """Memory of all TCP socket buffers on this machine (/proc/net/sockstat, in pages):
+    where answers a server wrote but its clients never read wait outside its RSS."""
+    with open("/proc/net/sockstat") as sockstat:
+        for line in sockstat:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("mem") + 1]) * 4096 / 2**20
+    raise LookupError("no TCP line in /proc/net/sockstat")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason: metric(server, f'housing_http_dropped_total{{reason="{reason}"}}')
             for reason in ("write_timeout", "unsent_bytes", "unsent_total")
         }
+        result["tcp_buffers_max_mib"] = max(int(str(s["tcp_mib"])) for s in samples)
         result["inflight_max"] = max(float(str(s.get("inflight", 0))) for s in samples)
         result["v1_not_200"] = sum(s["v1"] != 200 for s in samples)
         result["samples"] = samples
