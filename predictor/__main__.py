@@ -12,6 +12,7 @@ from typing import Any
 
 from predictor.artifact import ModelArtifactError
 from predictor.cache import TieredCache, build_cache
+from predictor.memory import return_large_blocks
 from predictor.model_wait import wait_for_model_dir
 
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from predictor.routes.health import ModelPresence
     from predictor.server import PredictorServer
     from predictor.settings import parse_settings
-    from predictor.upstream import kserve_dataplane, kserve_grpc_servicer
+    from predictor.upstream import grpc_server, kserve_dataplane, kserve_grpc_servicer
     from predictor.upstream.kserve_repository import repository_extension
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
@@ -35,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Extra worker processes re-import kserve's app and would lack the /predict route;
         # scale with replicas (Knative) instead.
         raise SystemExit("--workers must be 1: scale out with replicas instead")
+    return_large_blocks()
     cache = build_cache(settings.cache)
     model = HousingModel(
         settings.model_name,
@@ -76,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     extensions = served_extensions(settings.enable_model_repository)
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
-    server.serve_app(create_app(settings, model, app, ModelPresence(model, registry)))
+    presence = ModelPresence(model, registry)
+    grpc_server.install(presence, settings.unloaded_liveness_seconds, settings.grpc_reflection)
+    server.serve_app(create_app(settings, model, app, presence))
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)
     server.start([model])

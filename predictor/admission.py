@@ -3,9 +3,10 @@
 Beyond `max_inflight` requests in flight, inference routes answer 503 at once with
 `Retry-After`, so an overloaded pod sheds load quickly instead of queueing without bound
 (Knative's queue-proxy then retries elsewhere). A request takes its slot once its whole
-body has arrived, so slow or stalled senders (bounded by predictor.limits) cannot lock
-others out. Every answered inference request, 4xx and shed 503s included, is timed in
-`housing_request_seconds` by route and status.
+body has arrived, so slow or stalled senders (bounded by
+predictor.upstream.uvicorn_protocol) cannot lock others out. Every answered inference
+request, 4xx and shed 503s included, is timed in `housing_request_seconds` by route and
+status.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from predictor.upstream.kserve_repository import RepositoryDisabled
 from predictor.upstream.starlette_stack import before_build
@@ -36,6 +36,9 @@ CLIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
     NotImplementedError,
     UnsupportedProtocol,
     RepositoryDisabled,
+    # A client that hangs up while a handler reads its body (kserve's `:explain`):
+    # uvicorn logs it as "Exception in ASGI application" with the traceback.
+    ClientDisconnect,
 )
 """Exceptions that are the client's doing: logged short, never with a traceback."""
 

@@ -9,6 +9,10 @@ Client errors (a bad request is the client's doing, not the server's) are one sh
 WARNING line each, without a traceback, and at most `client_error_lines_per_minute` of
 them: a client sending garbage in a loop cannot flood the logs. Server errors keep
 their tracebacks and are never dropped.
+
+Text lines escape control characters (`\\n`, `\\r`, `\\x1b`, ...): a model name, datatype or
+path that a client chose is quoted in the message, and must not start a line of its own.
+JSON lines are escaped by JSON itself.
 """
 
 from __future__ import annotations
@@ -41,9 +45,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# uvicorn's own line about a request its parser refused: predictor.limits answers and logs
-# each such request itself (with the peer and the reason), so this one is dropped.
-_UVICORN_REFUSED: Final = "Invalid HTTP request received."
 # kserve's gRPC interceptor logs every call at INFO, like an access log: dropped, as
 # successful REST requests are not logged either.
 _KSERVE_GRPC_CALL: Final = "grpc method: "
@@ -75,9 +76,7 @@ class ClientErrorFilter(logging.Filter):
         self._lock = threading.Lock()  # gRPC handlers log from worker threads too
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if (record.name, record.msg) == ("uvicorn.error", _UVICORN_REFUSED) or (
-            record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL)
-        ):
+        if record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL):
             return False
         exc = record.exc_info[1] if record.exc_info else None
         if not (getattr(record, "client_error", False) or isinstance(exc, self._kinds)):
@@ -105,6 +104,17 @@ class ClientErrorFilter(logging.Filter):
                 ),
             )
         return True
+
+
+# Every C0 control character and DEL, as Python would write it in a string literal.
+_CONTROL_ESCAPES: Final = {code: repr(chr(code))[1:-1] for code in (*range(0x20), 0x7F)}
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, with control characters escaped (a traceback keeps its lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROL_ESCAPES)
 
 
 class JsonFormatter(logging.Formatter):
@@ -137,7 +147,7 @@ def logging_config(
     formatter = (
         {"()": JsonFormatter}
         if log_format == "json"
-        else {"format": _TEXT_FORMAT, "datefmt": "%Y-%m-%dT%H:%M:%S"}
+        else {"()": TextFormatter, "format": _TEXT_FORMAT, "datefmt": "%Y-%m-%dT%H:%M:%S"}
     )
     handler = {
         "class": "logging.StreamHandler",

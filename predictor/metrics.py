@@ -82,3 +82,9 @@ HTTP_REFUSED: Final = Counter(
     "bad_request, idle).",
     ["reason"],
 )
+HTTP_DROPPED: Final = Counter(
+    "housing_http_dropped",
+    "Connections aborted because their client did not take its answers, by reason "
+    "(write_timeout, unsent_bytes, unsent_total); a request waiting to write was freed at once.",
+    ["reason"],
+)

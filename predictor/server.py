@@ -3,8 +3,8 @@
 uvicorn serves the project's app (predictor.app, given with `serve_app`) in front of
 kserve's. Three changes to kserve's `ModelServer`, each at a hook kserve itself calls:
 
-- uvicorn speaks `predictor.limits`' bounded protocol (set in `_serve`, before uvicorn
-  loads its config);
+- uvicorn speaks the bounded protocol of `predictor.upstream.uvicorn_protocol` (set in
+  `_serve`, before uvicorn loads its config);
 - the model repository extension is the one given (predictor.upstream.kserve_repository:
   off by default);
 - SIGTERM, SIGINT and SIGQUIT stop the server cleanly at any moment of start-up. kserve's
@@ -12,8 +12,12 @@ kserve's. Three changes to kserve's `ModelServer`, each at a hook kserve itself 
   with a traceback), and may stop the gRPC server before it started (which then serves
   on). Here a signal before the loop runs ends `_serve` at once; one while the servers
   start tells uvicorn to exit and stops gRPC once it is up. While uvicorn serves, its own
-  handler has the signal, then hands it back here when it is done (uvicorn re-raises it),
-  as with kserve's.
+  handler has SIGTERM and SIGINT, then hands them back here when it is done (uvicorn
+  re-raises them). SIGQUIT, which uvicorn does not handle, drains the same way: uvicorn
+  is told to exit, and kserve's stop (gRPC, then unloading the model) waits until it has
+  (kserve's own unloads the model at once, so requests in flight got 404).
+- SIGHUP is logged and ignored: there is nothing to reload, and a hang-up of the
+  terminal or session that started the server is no reason to stop serving.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ from kserve.logging import logger
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 from starlette.types import ASGIApp
 
-from predictor.limits import protocol_factory
 from predictor.settings import ConnectionLimits
 from predictor.upstream.kserve_rest_app import serve_app
+from predictor.upstream.uvicorn_protocol import protocol_factory
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 # How long a stop waits for the gRPC server to come up before stopping it.
@@ -53,6 +57,7 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early_signal: int | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._rest_serving: asyncio.Future[Any] | None = None
         self._app: ASGIApp | None = None
 
     def serve_app(self, app: ASGIApp) -> None:
@@ -62,6 +67,13 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
     def register_signal_handler(self) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+
+    def _on_hangup(self, sig: int, frame: FrameType | None) -> None:
+        loop = self._loop
+        if loop is not None:  # log from the loop: a signal handler must not take locks
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(logger.warning, "SIGHUP received: ignored")
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         """Runs in the main thread between two bytecodes: only record or schedule."""
@@ -84,7 +96,10 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
             for server in self.servers:
                 server.close()  # coroutines never started
             return
-        await asyncio.gather(*self.servers)
+        serving: list[asyncio.Future[Any]] = [asyncio.ensure_future(s) for s in self.servers]
+        if self._rest_server is not None:
+            self._rest_serving = serving[0]  # kserve puts the REST server first
+        await asyncio.gather(*serving)
         if self._stopping is not None:
             await self._stopping
 
@@ -96,6 +111,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         self._stopping = asyncio.get_running_loop().create_task(self._stop(sig))
 
     async def _stop(self, sig: int) -> None:
+        if self._rest_serving is not None:  # drain HTTP first, the model still loaded
+            await asyncio.wait([self._rest_serving])
         await self._grpc_started()
         super().stop(sig)  # kserve's: stops gRPC (within its grace period), unloads models
 

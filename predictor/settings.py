@@ -48,7 +48,7 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class ConnectionLimits:
-    """Bounds on one HTTP connection before its request reaches the app (predictor.limits)."""
+    """Bounds on what one HTTP connection may cost (predictor.upstream.uvicorn_protocol)."""
 
     header_timeout_seconds: float = 5.0
     """Time to receive a request's line and headers, from the connection opening or from the
@@ -60,6 +60,14 @@ class ConnectionLimits:
     max_headers: int = 128
     """Header fields per request (431 and close): above Envoy's default 100, so that what
     Envoy lets through, plus the headers the proxies on the way add, is accepted."""
+    write_timeout_seconds: float = 5.0
+    """Time a client has to take the bytes of its answers once they pile up (above the
+    transport's 64 KiB high-water mark); then the connection is dropped."""
+    max_unsent_bytes_per_connection: int = 256 * 1024
+    """Unsent bytes a connection may hold when another answer is ready to be written: only
+    a client pipelining requests without reading their answers comes near it."""
+    max_unsent_bytes: int = 64 * 1024 * 1024
+    """Unsent bytes of all paused connections together (the longest paused are dropped)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,8 @@ class Settings:
     """Client-error log lines (one short WARNING each) beyond which they are dropped."""
     offload_body_bytes: int = 64 * 1024
     """Request bodies above this size are decoded and checked in a worker thread."""
+    grpc_reflection: bool = True
+    """Serve gRPC server reflection (what `grpcurl` and Postman use to find the service)."""
 
 
 def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -191,11 +201,39 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         help="Header fields per request (then 431 and close).",
     )
     parser.add_argument(
+        "--write_timeout_seconds",
+        type=float,
+        default=limits.write_timeout_seconds,
+        help="Time a client has to take its answers once 64 KiB of them wait (then the "
+        "connection is dropped and its request freed).",
+    )
+    parser.add_argument(
+        "--max_unsent_bytes_per_connection",
+        type=int,
+        default=limits.max_unsent_bytes_per_connection,
+        help="Unsent answer bytes one connection may hold when another answer is ready "
+        "(then it is dropped).",
+    )
+    parser.add_argument(
+        "--max_unsent_bytes",
+        type=int,
+        default=limits.max_unsent_bytes,
+        help="Unsent answer bytes of all connections together (beyond it, the longest "
+        "stalled are dropped).",
+    )
+    parser.add_argument(
         "--enable_model_repository",
         type=_strtobool,
         default=False,
         help="Serve the V2 model repository API (load/unload); off, it answers 403 "
         "(gRPC: PERMISSION_DENIED).",
+    )
+    parser.add_argument(
+        "--enable_grpc_reflection",
+        type=_strtobool,
+        default=True,
+        help="Serve gRPC server reflection (grpcurl, Postman and the like list and call "
+        "the service without its .proto).",
     )
     parser.add_argument(
         "--unloaded_liveness_seconds",
@@ -285,6 +323,9 @@ def parse_settings(
         "body_timeout_seconds",
         "max_header_bytes",
         "max_headers",
+        "write_timeout_seconds",
+        "max_unsent_bytes_per_connection",
+        "max_unsent_bytes",
         "unloaded_liveness_seconds",
         "client_error_log_lines_per_minute",
         "offload_body_bytes",
@@ -340,6 +381,9 @@ def parse_settings(
             body_timeout_seconds=args.body_timeout_seconds,
             max_header_bytes=args.max_header_bytes,
             max_headers=args.max_headers,
+            write_timeout_seconds=args.write_timeout_seconds,
+            max_unsent_bytes_per_connection=args.max_unsent_bytes_per_connection,
+            max_unsent_bytes=args.max_unsent_bytes,
         ),
         server=server,
         log_format=args.log_format,
@@ -351,4 +395,5 @@ def parse_settings(
         unloaded_liveness_seconds=args.unloaded_liveness_seconds,
         client_error_log_lines_per_minute=args.client_error_log_lines_per_minute,
         offload_body_bytes=args.offload_body_bytes,
+        grpc_reflection=args.enable_grpc_reflection,
     )

@@ -11,6 +11,9 @@ import pytest
 import predictor.upstream
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(predictor.upstream.__path__))
+# The uvicorn and grpc seams rely on many details each: tests/test_upstream_shapes.py checks
+# them one test per detail instead of one check_upstream().
+CHECKED_BY_SHAPE_TESTS = {"uvicorn_protocol", "grpc_server"}
 
 
 def test_the_seam_holds_the_known_patches() -> None:
@@ -20,6 +23,7 @@ def test_the_seam_holds_the_known_patches() -> None:
         "kserve_repository",
         "kserve_rest_app",
         "starlette_stack",
+        *CHECKED_BY_SHAPE_TESTS,
     } <= set(MODULES)
 
 
@@ -27,5 +31,7 @@ def test_the_seam_holds_the_known_patches() -> None:
 def test_upstream_still_has_the_shape_each_patch_relies_on(name: str) -> None:
     module = importlib.import_module(f"predictor.upstream.{name}")
     check = getattr(module, "check_upstream", None)
+    if check is None and name in CHECKED_BY_SHAPE_TESTS:
+        return
     assert check is not None, f"predictor.upstream.{name} states no check_upstream()"
     check()

@@ -1,6 +1,7 @@
-"""Every place that patches or subclasses kserve's, Starlette's or FastAPI's internals.
+"""Every place that patches or subclasses the internals of kserve, Starlette, FastAPI, uvicorn
+or grpc.
 
 Each module bends one thing, at a hook the upstream code itself calls, and states what it
-relies on in `check_upstream()`, which tests/test_upstream.py runs: an upstream release
-that changes that shape fails there, loudly, rather than in production.
+relies on in a check that tests/test_upstream.py or tests/test_upstream_shapes.py runs: an
+upstream release that changes that shape fails there, loudly, rather than in production.
 """
