@@ -24,9 +24,12 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from predictor.breaker import BreakerState, CircuitBreaker, Ticket
@@ -37,7 +40,7 @@ from predictor.metrics import (
     REDIS_SECONDS,
     REDIS_SKIPPED,
 )
-from predictor.redis_backends import ClusterBackend, DirectBackend, Write, connect
+from predictor.redis_backends import RedisBackend, Write, connect
 from predictor.redis_deadline import RedisDeadline
 from predictor.settings import masked_url
 from predictor.value_signing import ValueCodec
@@ -97,7 +100,7 @@ class RedisCache:
         self._breaker = CircuitBreaker(
             breaker_failures, breaker_cooldown_seconds, on_change=self._breaker_changed
         )
-        self._backend: DirectBackend | ClusterBackend = connect(
+        self._backend: RedisBackend = connect(
             url,
             cluster=cluster,
             password=password,
@@ -107,7 +110,7 @@ class RedisCache:
         self._max_inflight = max_connections
         self._batch = _Batch()
         self._scheduled = False
-        self._exchanges: set[asyncio.Task[None]] = set()
+        self._exchanges: set[asyncio.Future[list[Any]]] = set()
         self._last_error = ""
         self._lookup_seconds = REDIS_SECONDS.labels("mget")
         self._write_seconds = REDIS_SECONDS.labels("set")
@@ -170,7 +173,7 @@ class RedisCache:
         deadline), then disconnect."""
         while self._exchanges or self._batch.keys or self._batch.writes:
             self._flush()
-            await asyncio.gather(*self._exchanges)
+            await asyncio.gather(*self._exchanges, return_exceptions=True)
         await self._backend.close()
 
     # -- the exchange of one tick ---------------------------------------------------------
@@ -186,7 +189,8 @@ class RedisCache:
         if not (batch.keys or batch.writes):
             return
         if len(self._exchanges) >= self._max_inflight:
-            return  # every connection is busy: the batch grows until one is back
+            return  # the batch grows until an exchange in flight is answered
+        self._batch = _Batch()
         ticket = self._breaker.allow()
         if ticket is None:  # opened since the requests queued
             if batch.keys:
@@ -194,46 +198,43 @@ class RedisCache:
             if batch.writes:
                 REDIS_SKIPPED.labels("set").inc()
             batch.miss()
-            self._batch = _Batch()
             return
-        self._batch = _Batch()
-        task = asyncio.get_running_loop().create_task(self._exchange(batch, ticket))
-        self._exchanges.add(task)
-        task.add_done_callback(self._exchange_done)
-
-    def _exchange_done(self, task: asyncio.Task[None]) -> None:
-        self._exchanges.discard(task)
-        if self._batch.keys or self._batch.writes:
-            self._schedule()
-
-    async def _exchange(self, batch: _Batch, ticket: Ticket) -> None:
-        operation = "mget" if batch.keys else "set"
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        deadline = RedisDeadline(loop, task, self._timeout)
         started = time.perf_counter()
         try:
-            raw = await self._backend.exchange(batch.keys, self._codec.max_bytes, batch.writes)
-        except asyncio.CancelledError:
-            if not deadline.expired:
-                batch.miss()
-                raise
-            task.uncancel()
-            self._failed(operation, TimeoutError(), ticket)
+            replies = self._backend.send(batch.keys, self._codec.max_bytes, batch.writes)
+        except Exception as e:  # fail open, as for a failure in flight
+            self._failed("mget" if batch.keys else "set", e, ticket)
             batch.miss()
             return
-        except Exception as e:  # fail open: any Redis trouble is a miss, a lost write
-            self._failed(operation, e, ticket)
+        deadline = RedisDeadline(asyncio.get_running_loop(), replies, self._timeout)
+        self._exchanges.add(replies)
+        replies.add_done_callback(partial(self._answered, batch, ticket, deadline, started))
+
+    def _answered(
+        self,
+        batch: _Batch,
+        ticket: Ticket,
+        deadline: RedisDeadline,
+        started: float,
+        replies: asyncio.Future[list[Any]],
+    ) -> None:
+        """The exchange is over (answered, failed, or given up on by its deadline)."""
+        deadline.cancel()
+        self._exchanges.discard(replies)
+        seconds = self._lookup_seconds if batch.keys else self._write_seconds
+        seconds.observe(time.perf_counter() - started)
+        error = _failure(replies, deadline)
+        if error is not None:
+            self._failed("mget" if batch.keys else "set", error, ticket)
             batch.miss()
-            return
-        finally:
-            deadline.cancel()
-            seconds = self._lookup_seconds if batch.keys else self._write_seconds
-            seconds.observe(time.perf_counter() - started)
-        self._breaker.succeeded(ticket)
-        if batch.keys:
-            batch.answer(self._decode(batch.keys, raw))
+        elif replies.cancelled():  # closing
+            batch.miss()
+        else:
+            self._breaker.succeeded(ticket)
+            if batch.keys:
+                batch.answer(self._decode(batch.keys, replies.result()[0]))
+        if self._batch.keys or self._batch.writes:
+            self._schedule()
 
     def _decode(self, keys: list[str], raw: Any) -> list[float | None]:
         """Predictions from the lookup's reply; anything this service did not write (other
@@ -274,9 +275,9 @@ class RedisCache:
         REDIS_BREAKER_STATE.set(new)
         REDIS_BREAKER_CHANGES.labels(new.name.lower()).inc()
         if old is BreakerState.CLOSED and new is BreakerState.OPEN:
-            # The idle connections belong to the Redis that failed: drop them now, so that
-            # after a restart the probe does not find one dead and fail for nothing.
-            self._backend.drop_idle()
+            # The connection belongs to the Redis that failed: drop it now, so that after a
+            # restart the probe does not find it dead and fail for nothing.
+            self._backend.reset()
             logger.warning(
                 "Redis at %s unavailable (%s); serving from the in-process cache until it "
                 "returns (next probe in %g s)",
@@ -289,6 +290,20 @@ class RedisCache:
 
 
 PROBE_PINGS: Final = 5
+
+
+def _failure(replies: asyncio.Future[list[Any]], deadline: RedisDeadline) -> Exception | None:
+    """What went wrong with an exchange, if anything: its deadline passed, it failed, or
+    Redis answered one of its commands with an error."""
+    if replies.cancelled():
+        return TimeoutError() if deadline.expired else None
+    error = replies.exception()
+    if error is not None:
+        return error if isinstance(error, Exception) else RuntimeError(repr(error))
+    for reply in replies.result():
+        if isinstance(reply, hiredis.ReplyError):
+            return ResponseError(str(reply))
+    return None
 
 
 def _error_kind(error: Exception) -> str:

@@ -26,17 +26,20 @@ ON_TIME_SECONDS: Final = 0.002
 
 
 class RedisDeadline:
-    """Cancels `task` once Redis has had `seconds` of loop time to answer and has not."""
+    """Cancels `future` (a round trip) once Redis has had `seconds` of loop time to answer
+    and has not."""
 
-    __slots__ = ("_due", "_extensions", "_handle", "_loop", "_seconds", "_task", "expired")
+    __slots__ = ("_due", "_extensions", "_future", "_handle", "_loop", "_seconds", "expired")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], seconds: float):
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], seconds: float
+    ) -> None:
         self._loop = loop
-        self._task = task
+        self._future = future
         self._seconds = seconds
         self._extensions = 0
         self.expired = False
-        """True once the deadline cancelled the task (a timeout, not another cancellation)."""
+        """True once the deadline cancelled the future (a timeout, not another cancellation)."""
         self._due = loop.time() + seconds
         self._handle = loop.call_at(self._due, self._fire)
 
@@ -45,7 +48,7 @@ class RedisDeadline:
         self._handle.cancel()
 
     def _fire(self) -> None:
-        if self._task.done():
+        if self._future.done():
             return
         now = self._loop.time()
         if now - self._due > ON_TIME_SECONDS and self._extensions < MAX_EXTENSIONS:
@@ -54,4 +57,4 @@ class RedisDeadline:
             self._handle = self._loop.call_at(self._due, self._fire)
             return
         self.expired = True
-        self._task.cancel()
+        self._future.cancel()
