@@ -19,9 +19,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import hiredis
-from redis.exceptions import AuthenticationError
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 
 
 def pack(command: Sequence[bytes | str | int]) -> bytes:
