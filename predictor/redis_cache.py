@@ -110,6 +110,7 @@ class RedisCache:
         self._max_inflight = max_connections
         self._batch = _Batch()
         self._scheduled = False
+        self._write_timer: asyncio.TimerHandle | None = None
         self._exchanges: set[asyncio.Future[list[Any]]] = set()
         self._last_error = ""
         self._lookup_seconds = REDIS_SECONDS.labels("mget")
@@ -179,12 +180,26 @@ class RedisCache:
     # -- the exchange of one tick ---------------------------------------------------------
 
     def _schedule(self) -> None:
-        if not self._scheduled:
+        """Flush at the end of this tick when lookups wait; writes alone wait a little
+        longer (`WRITE_DELAY_SECONDS`), so that under load they ride along with the next
+        lookups instead of costing an exchange of their own."""
+        if self._scheduled:
+            return
+        loop = asyncio.get_running_loop()
+        if self._batch.keys:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            loop.call_soon(self._flush)
+        elif self._write_timer is None:
+            self._write_timer = loop.call_later(WRITE_DELAY_SECONDS, self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         batch = self._batch
         if not (batch.keys or batch.writes):
             return
@@ -290,6 +305,9 @@ class RedisCache:
 
 
 PROBE_PINGS: Final = 5
+# Writes are never waited for: holding them this long costs nothing but lets them share
+# the exchange of the next lookups (under load, requests arrive more often than this).
+WRITE_DELAY_SECONDS: Final = 0.002
 
 
 def _failure(replies: asyncio.Future[list[Any]], deadline: RedisDeadline) -> Exception | None:

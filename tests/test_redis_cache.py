@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
-from predictor.redis_cache import RedisCache
+from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
 from predictor.settings import masked_url, parse_settings
 from tests.delaying_proxy import delaying_proxy
 from tests.redis_server import RedisServer, running_redis
@@ -56,8 +56,8 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def flushed(cache: RedisCache) -> None:
-    """Wait for the writes queued so far: the tick's exchange starts, then ends."""
-    await asyncio.sleep(0)
+    """Wait for the writes queued so far: their exchange starts, then ends."""
+    await asyncio.sleep(2 * WRITE_DELAY_SECONDS)
     await asyncio.gather(*cache._exchanges, return_exceptions=True)
 
 
