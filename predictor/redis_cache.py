@@ -131,7 +131,7 @@ class RedisCache:
         try:
             for _ in range(PROBE_PINGS):
                 started = time.perf_counter()
-                async with asyncio.timeout(self._timeout):
+                async with asyncio.timeout(max(self._timeout, START_TIMEOUT_SECONDS)):
                     await self._backend.ping()
                 elapsed = time.perf_counter() - started
                 best = elapsed if best is None else min(best, elapsed)
@@ -305,6 +305,9 @@ class RedisCache:
 
 
 PROBE_PINGS: Final = 5
+# The start-up probe connects (and, for a cluster, reads its slot map from a node and
+# connects to it): not a request-path round trip, and a busy machine can take longer.
+START_TIMEOUT_SECONDS: Final = 0.5
 # Writes are never waited for: holding them this long costs nothing but lets them share
 # the exchange of the next lookups (under load, requests arrive more often than this).
 WRITE_DELAY_SECONDS: Final = 0.002
