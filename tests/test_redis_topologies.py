@@ -164,8 +164,9 @@ def test_cluster_master_killed_under_load(cluster: Cluster, model_dir: Path) -> 
             return bool(client.exists(*keys) == len(keys))
 
         back = eventually(written, timeout=30)
+    total = time.monotonic() - killed
     print(f"cluster: failover {failover:.1f} s after the kill, tier back {back:.1f} s later "
-          f"({time.monotonic() - killed:.1f} s in all); node timeout {CLUSTER_NODE_TIMEOUT_MS} ms")  # fmt: skip
+          f"({total:.1f} s in all); node timeout {CLUSTER_NODE_TIMEOUT_MS} ms")  # fmt: skip
     args[args.index("--redis_url") + 1] = cluster.url  # the first one may be the victim
     with start_server(args) as fresh:
         assert predict(fresh, rows) == "HIT"
