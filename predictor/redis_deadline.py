@@ -10,9 +10,10 @@ the circuit breaker: the shared tier turned itself off because of the server's o
 Here the deadline looks at how late its own timer fired. A timer that fires on time means
 the loop was free to read the socket until the deadline, so a missing reply is Redis's (or
 the network's) delay: the round trip is cancelled. A timer that fires late means the loop
-was busy and the reply may be waiting unread: the round trip gets a fresh window, at most
-`MAX_EXTENSIONS` times, so a Redis that really hangs is still given up on within
-(1 + MAX_EXTENSIONS) timeouts plus the stalls themselves.
+was busy and the reply may be waiting unread: the deadline moves `GRACE_SECONDS` on, which
+lets the loop poll its sockets and read what arrived meanwhile (at most `MAX_EXTENSIONS`
+times, so on a loop that stays busy a Redis that really hangs is still given up on within
+the timeout plus a few graces and the stalls themselves).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-MAX_EXTENSIONS: Final = 2
+MAX_EXTENSIONS: Final = 3
+GRACE_SECONDS: Final = 0.005
 # libuv timers have millisecond resolution: a timer up to about 1 ms late is on time.
 ON_TIME_SECONDS: Final = 0.002
 
@@ -29,14 +31,13 @@ class RedisDeadline:
     """Cancels `future` (a round trip) once Redis has had `seconds` of loop time to answer
     and has not."""
 
-    __slots__ = ("_due", "_extensions", "_future", "_handle", "_loop", "_seconds", "expired")
+    __slots__ = ("_due", "_extensions", "_future", "_handle", "_loop", "expired")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], seconds: float
     ) -> None:
         self._loop = loop
         self._future = future
-        self._seconds = seconds
         self._extensions = 0
         self.expired = False
         """True once the deadline cancelled the future (a timeout, not another cancellation)."""
@@ -53,7 +54,7 @@ class RedisDeadline:
         now = self._loop.time()
         if now - self._due > ON_TIME_SECONDS and self._extensions < MAX_EXTENSIONS:
             self._extensions += 1
-            self._due = now + self._seconds
+            self._due = now + GRACE_SECONDS
             self._handle = self._loop.call_at(self._due, self._fire)
             return
         self.expired = True

@@ -375,3 +375,32 @@ def test_unreachable_redis_at_start_up_serves_from_the_model(
         log = s.log()
     assert f"Redis at {url} unavailable" in log
     assert "serving from the in-process cache until it returns" in log
+
+
+SIGNING_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_hand_written_value_is_served_only_without_a_signing_key(
+    model_dir: Path, private_redis: RedisServer, oracle: Callable[[list[Row]], list[float]]
+) -> None:
+    """`SET <key> 0.5` by hand: without --cache_signing_key whoever can write to Redis decides
+    the answer; with it, the value is a miss counted as `bad_value`, and the model answers."""
+    rows = fresh_rows(1)
+    (key,) = redis_keys(model_dir, rows)
+    args = ["--model_dir", str(model_dir), "--redis_url", private_redis.url, *REDIS_FLAGS]
+    with private_redis.client() as client:
+        client.set(key, b"0.5")
+        with start_server(args) as unsigned:
+            assert predict(unsigned, rows) == ("HIT", [0.5])
+        client.set(key, b"0.5")
+        with start_server([*args, "--cache_signing_key", SIGNING_KEY]) as signed:
+            assert predict(signed, rows) == ("MISS", oracle(rows))
+            assert metric(signed, "housing_redis_errors_total", kind="bad_value") == 1
+            eventually(lambda: client.get(key) != b"0.5")  # the model's answer, signed
+            stored = client.get(key)
+        env = {"CACHE_SIGNING_KEY": SIGNING_KEY}
+        with start_server(args, env=env) as same_key:
+            assert predict(same_key, rows) == ("HIT", oracle(rows))
+        with start_server([*args, "--cache_signing_key", "another-key-0123456789"]) as other:
+            assert predict(other, rows) == ("MISS", oracle(rows))
+    assert stored is not None and stored.startswith(repr(oracle(rows)[0]).encode() + b"|")
