@@ -404,3 +404,28 @@ def test_a_hand_written_value_is_served_only_without_a_signing_key(
         with start_server([*args, "--cache_signing_key", "another-key-0123456789"]) as other:
             assert predict(other, rows) == ("MISS", oracle(rows))
     assert stored is not None and stored.startswith(repr(oracle(rows)[0]).encode() + b"|")
+
+
+@pytest.mark.parametrize("policy", ["auto", "never"])
+def test_the_redis_policy_is_judged_at_start_up_and_obeyed(
+    policy: str, model_dir: Path, private_redis: RedisServer
+) -> None:
+    """`auto` consults Redis only when the model, timed at start-up, costs more per row than
+    a Redis round trip (logged and exported); `never` does not touch Redis at all."""
+    args = ["--model_dir", str(model_dir), "--redis_url", private_redis.url, *REDIS_FLAGS]
+    with start_server([*args, "--redis_policy", policy]) as server:
+        rows = fresh_rows(5)
+        assert predict(server, rows)[0] == "MISS"
+        time.sleep(0.2)  # past the background write, if any
+        pays = metric(server, "housing_redis_pays")
+        row_seconds = metric(server, "housing_model_row_seconds")
+        round_trip = metric(server, "housing_redis_round_trip_seconds")
+        log = server.log()
+    with private_redis.client() as client:
+        written = client.dbsize()
+    if policy == "never":
+        assert written == 0 and "Model costs" not in log
+        return
+    assert row_seconds > 0 and round_trip > 0 and pays == float(row_seconds > round_trip)
+    assert f"(policy auto: {'consulting Redis' if pays else 'in-process cache only'})" in log
+    assert written == (len(rows) if pays else 0)

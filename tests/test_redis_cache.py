@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
 from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
+from predictor.redis_policy import consult_redis
 from predictor.settings import masked_url, parse_settings
 from tests.delaying_proxy import delaying_proxy
 from tests.redis_server import RedisServer, running_redis
@@ -592,3 +593,49 @@ def test_hardening_flags_and_their_defaults() -> None:
     for bad in (["--max_headers", "0"], ["--body_timeout_seconds", "-1"]):
         with pytest.raises(SystemExit):
             parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
+
+
+def test_cluster_sentinel_signing_and_policy_settings() -> None:
+    environ = {
+        "REDIS_URL": "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/housing/2",
+        "REDIS_CLUSTER": "false",
+        "CACHE_SIGNING_KEY": "k" * 32,
+    }
+    settings = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], environ).cache
+    assert settings.signing_key == b"k" * 32 and "kkkk" not in repr(settings)
+    assert settings.redis_cluster is False and settings.redis_policy == "always"
+    argv = ["--model_dir", "m", "--redis_url", "redis://node:7000/0", "--redis_policy", "auto"]
+    cluster = parse_settings(kserve.model_server.parser, argv, {"REDIS_CLUSTER": "true"}).cache
+    assert cluster.redis_cluster is True and cluster.redis_policy == "auto"
+    assert cluster.signing_key is None
+    for bad in (
+        ["--cache_signing_key", "short"],
+        ["--redis_policy", "sometimes"],
+        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1/housing"],  # no port
+        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1:26379/"],  # no service
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
+        assert "hunter2" not in str(exit_info.value)
+
+
+@pytest.mark.parametrize(
+    ("policy", "row_seconds", "round_trip", "consult", "pays"),
+    [
+        ("always", 10e-6, 100e-6, True, 0.0),
+        ("auto", 10e-6, 100e-6, False, 0.0),
+        ("auto", 2e-3, 100e-6, True, 1.0),
+        ("never", 2e-3, 100e-6, False, 1.0),
+    ],
+)
+def test_redis_is_consulted_as_the_policy_and_the_measurements_say(
+    policy: str, row_seconds: float, round_trip: float, consult: bool, pays: float
+) -> None:
+    assert consult_redis(policy, row_seconds, round_trip) is consult
+    assert sample("housing_redis_pays") == pays
+    assert sample("housing_model_row_seconds") == row_seconds
+    assert sample("housing_redis_round_trip_seconds") == round_trip
+
+
+def test_auto_consults_a_redis_it_could_not_time_at_start_up() -> None:
+    assert consult_redis("auto", 10e-6, None) is True
