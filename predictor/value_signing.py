@@ -2,29 +2,34 @@
 
 Unsigned (no `--cache_signing_key`), a value is the shortest `repr` of the float, and only
 that exact form is read back. Whoever can write to Redis then decides the answers of the
-rows whose keys they write. Signed, a value is `<repr>|<tag>`, where the tag is HMAC-SHA256
-under the signing key over the entry's key (which names the model version) and the repr,
-truncated to 128 bits and written in unpadded base64url (22 characters). A value whose tag
-does not match, or that has none, is a miss: a writer without the key can neither forge an
-answer nor move a genuine one to another row or model version.
+rows whose keys they write. Signed, a value is `<repr>|<tag>`, where the tag is a keyed
+BLAKE2b MAC under the signing key over the entry's key (which names the model version) and
+the repr, 128 bits, in unpadded base64 (22 characters). A value whose tag does not match,
+or that has none, is a miss: a writer without the key can neither forge an answer nor move
+a genuine one to another row or model version.
 
-Why 128 bits: a forger who cannot see the key must guess a tag, each guess costing a
-request that is then refused; at 2^-128 per guess no realistic number of guesses succeeds.
-Truncated HMAC-SHA256 at 128 bits is a standard construction (RFC 4868, RFC 2104 §5), and
-half the tag's bytes keeps each Redis entry small.
+Why keyed BLAKE2b and not HMAC-SHA256: both are MACs (BLAKE2's keyed mode is a PRF by
+design, RFC 7693, and Python documents it as the faster replacement for HMAC), and the
+tag is computed on every write and checked on every Redis hit. Measured here (a loaded
+2-core VM, per call): `hmac.digest(key, msg, "sha256")` 15.9 µs, a pre-keyed HMAC copied
+per call 6.5 µs, keyed BLAKE2b 3.0 µs. Why 128 bits: a forger who cannot see the key must
+guess a tag, each guess costing a request that is then refused; at 2^-128 per guess no
+realistic number of guesses succeeds. Truncation to 128 bits is standard practice for MACs
+(RFC 2104 §5, RFC 4868), and it keeps each Redis entry small.
 """
 
 from __future__ import annotations
 
-import base64
 import hmac
 import math
+from binascii import b2a_base64
+from hashlib import blake2b
 from typing import Final
 
 # The longest repr of a finite float is 24 characters (`-2.2250738585072014e-308`).
 MAX_FLOAT_CHARS: Final = 24
 TAG_BYTES: Final = 16
-_TAG_CHARS: Final = 22  # unpadded base64url of 16 bytes
+_TAG_CHARS: Final = 22  # unpadded base64 of 16 bytes
 _SEPARATOR: Final = b"|"
 
 
@@ -34,7 +39,8 @@ class ValueCodec:
     def __init__(self, signing_key: bytes | None = None) -> None:
         if signing_key is not None and not signing_key:
             raise ValueError("the signing key must not be empty")
-        self._key = signing_key
+        # BLAKE2b takes keys of up to 64 bytes: any secret is first hashed to 32.
+        self._key = None if signing_key is None else blake2b(signing_key, digest_size=32).digest()
         self.max_bytes = MAX_FLOAT_CHARS + (0 if signing_key is None else 1 + _TAG_CHARS)
         """The longest value this codec writes: lookups read no further than this."""
 
@@ -61,9 +67,8 @@ class ValueCodec:
 
     def _tag(self, key: str, text: bytes) -> bytes:
         assert self._key is not None
-        # hmac.digest: OpenSSL's one-shot HMAC, several times cheaper than hmac.new().
-        mac = hmac.digest(self._key, key.encode() + b"\0" + text, "sha256")
-        return base64.urlsafe_b64encode(mac[:TAG_BYTES]).rstrip(b"=")
+        mac = blake2b(key.encode() + b"\0" + text, key=self._key, digest_size=TAG_BYTES)
+        return b2a_base64(mac.digest(), newline=False).rstrip(b"=")
 
 
 def _exact_float(text: bytes) -> float | None:
