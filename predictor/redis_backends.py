@@ -136,6 +136,9 @@ class DirectBackend:
         if connection is None or connection.closed:
             if self._connecting is None:
                 self._connecting = asyncio.ensure_future(self._connect())
+                # Its failure reaches the batches waiting for it; if all gave up, it is
+                # still retrieved here, so asyncio does not log it as never retrieved.
+                self._connecting.add_done_callback(_retrieve)
             # Shielded: one batch giving up does not abort the connection others wait for.
             connection = await asyncio.shield(self._connecting)
         return await connection.send(payload, replies)
@@ -279,6 +282,11 @@ def connect(
         db=int(path_db or _first(query, "db", None) or 0),
         connect_timeout_seconds=connect_timeout_seconds,
     )
+
+
+def _retrieve(task: asyncio.Task[RespConnection]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _first(query: dict[str, list[str]], name: str, default: str | None) -> str | None:
