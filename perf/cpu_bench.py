@@ -58,6 +58,9 @@ class Target:
     """True: the same body every request (cache hits); False: a new row every request."""
     redis: bool = False
     """True: the server uses a private redis-server (pinned beside the load generator)."""
+    redis_hits: bool = False
+    """True: each window replays rows a prefill run wrote to Redis, with a one-entry
+    in-process tier and no response memo, so that Redis answers them (hits from Redis)."""
     floor: bool = False
     """True: the raw ASGI app instead of this project."""
 
@@ -78,7 +81,23 @@ def _project_targets() -> list[Target]:
         Target(f"{route}-miss-redis", f"{name}, 0% hits, with Redis", route, False, redis=True)
         for route, name in routes[:2]
     ]
+    targets.append(
+        Target(
+            "legacy-redis-hit",
+            "legacy /predict, 100% Redis hits (in-process tier of 1 row)",
+            "legacy",
+            False,
+            redis=True,
+            redis_hits=True,
+        )
+    )
     return targets
+
+
+# Redis hits are answered faster than the misses that wrote them: the prefill runs longer
+# than a window, so that a window never runs past the rows it wrote.
+PREFILL_WINDOWS: Final = 3
+REDIS_HIT_FLAGS: Final = ("--cache_size", "1", "--response_cache_size", "0")
 
 
 TARGETS: Final = (
@@ -202,6 +221,8 @@ class CpuBench:
                 if target.redis:
                     redis_service = stack.enter_context(private_redis(work_dir))
                     extra = ["--redis_url", redis_service]
+                    if target.redis_hits:
+                        extra += REDIS_HIT_FLAGS
                 service, ready = (
                     spawn_predictor(self.options.model_dir, extra),
                     PREDICTOR_READY_PATH,
@@ -224,10 +245,12 @@ class CpuBench:
         run_wrk_pinned(url, payload, o.warmup, o.connections, base + step, o.pinned)
         windows = []
         for n in range(o.windows):
+            start = base + (n + 2) * step
+            if target.redis_hits:
+                prefill = o.seconds * PREFILL_WINDOWS
+                run_wrk_pinned(url, payload, prefill, o.connections, start, o.pinned)
             cpu = tree_cpu_seconds(service.pid)
-            load = run_wrk_pinned(
-                url, payload, o.seconds, o.connections, base + (n + 2) * step, o.pinned
-            )
+            load = run_wrk_pinned(url, payload, o.seconds, o.connections, start, o.pinned)
             windows.append(Window(load, tree_cpu_seconds(service.pid) - cpu))
         return Measurement(target, tuple(windows))
 

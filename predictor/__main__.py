@@ -8,12 +8,16 @@ import gc
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from predictor.artifact import ModelArtifactError
 from predictor.cache import TieredCache, build_cache
 from predictor.memory import return_large_blocks
 from predictor.model_wait import wait_for_model_dir
+from predictor.redis_policy import model_seconds_per_row
+
+if TYPE_CHECKING:
+    from predictor.model import HousingModel
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grpc_server.install(presence, settings.unloaded_liveness_seconds, settings.grpc_reflection)
     server.serve_app(create_app(settings, model, app, presence))
     _use_uvloop(settings.server["event_loop"])
-    _tie_to_lifespan(cache, app)
+    _tie_to_lifespan(cache, app, model)
     server.start([model])
     return 0
 
@@ -106,13 +110,15 @@ def _use_uvloop(event_loop: str) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
 
 
-def _tie_to_lifespan(cache: TieredCache, app: Any) -> None:
-    """Probe the cache's Redis tier once the event loop runs; close it when the server stops."""
+def _tie_to_lifespan(cache: TieredCache, app: Any, model: HousingModel) -> None:
+    """Probe the cache's Redis tier once the event loop runs (and judge whether it pays for
+    this model); close it when the server stops."""
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
-        await cache.start()
+        regressor = model.regressor if cache.shared else None
+        await cache.start(None if regressor is None else model_seconds_per_row(regressor.predict))
         async with inner(app) as state:
             yield state
         await cache.close()

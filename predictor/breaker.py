@@ -66,6 +66,11 @@ class CircuitBreaker:
     def cooldown_seconds(self) -> float:
         return self._cooldown
 
+    def skipping(self) -> bool:
+        """True while callers skip Redis (open in its cool-down, or a probe in flight);
+        unlike `allow`, it hands out nothing and changes nothing."""
+        return self._state is not BreakerState.CLOSED and self._clock() < self._blocked_until
+
     def allow(self) -> Ticket | None:
         """A ticket if a call may go through now (past an open cool-down, this call is the
         probe), else None."""

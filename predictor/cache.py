@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from predictor.metrics import CACHE_HITS, CACHE_MISSES
+from predictor.redis_policy import ALWAYS, NEVER, consult_redis
 from predictor.settings import CacheSettings
 
 if TYPE_CHECKING:
@@ -137,9 +138,12 @@ class TieredCache:
     Counts hits per tier and misses.
     """
 
-    def __init__(self, local: LocalCache, remote: RedisCache | None = None) -> None:
+    def __init__(
+        self, local: LocalCache, remote: RedisCache | None = None, policy: str = ALWAYS
+    ) -> None:
         self.local = local
         self.remote = remote
+        self._policy = policy
         self._local_hits = CACHE_HITS.labels(tier="local")
         self._redis_hits = CACHE_HITS.labels(tier="redis")
 
@@ -147,10 +151,18 @@ class TieredCache:
     def shared(self) -> bool:
         return self.remote is not None
 
-    async def start(self) -> None:
-        """Probe the shared tier, if any, and log its state; never raises."""
-        if self.remote is not None:
-            await self.remote.start()
+    async def start(self, model_row_seconds: float | None = None) -> None:
+        """Probe the shared tier, if any, and log its state; judge whether it pays for a
+        model costing `model_row_seconds` per row, and drop it if the policy says so.
+        Never raises."""
+        if self.remote is None:
+            return
+        round_trip = await self.remote.start()
+        if model_row_seconds is not None and not consult_redis(
+            self._policy, model_row_seconds, round_trip
+        ):
+            remote, self.remote = self.remote, None
+            await remote.close()
 
     def peek(self, keys: Sequence[str]) -> list[float | None]:
         found = self.local.get_many(keys)
@@ -186,14 +198,17 @@ class TieredCache:
 def build_cache(settings: CacheSettings) -> TieredCache:
     """The cache tiers the settings ask for: in-process always, Redis when a URL is set."""
     local = LocalCache(settings.local_max_entries, settings.local_ttl_seconds)
-    if settings.redis_url is None:
+    if settings.redis_url is None or settings.redis_policy == NEVER:
         return TieredCache(local)
     # Imported here: redis-py costs start-up time that a server without Redis never repays.
     from predictor.redis_cache import RedisCache
+    from predictor.value_signing import ValueCodec
 
     remote = RedisCache(
         settings.redis_url,
         password=settings.redis_password,
+        cluster=settings.redis_cluster,
+        codec=ValueCodec(settings.signing_key),
         timeout_seconds=settings.redis_timeout_seconds,
         ttl_seconds=settings.redis_ttl_seconds,
         ttl_jitter=settings.redis_ttl_jitter,
@@ -201,4 +216,4 @@ def build_cache(settings: CacheSettings) -> TieredCache:
         breaker_failures=settings.redis_breaker_failures,
         breaker_cooldown_seconds=settings.redis_breaker_cooldown_seconds,
     )
-    return TieredCache(local, remote)
+    return TieredCache(local, remote, settings.redis_policy)

@@ -52,6 +52,17 @@ REDIS_SECONDS: Final = Histogram(
     ["operation"],
     buckets=_REDIS_BUCKETS,
 )
+MODEL_ROW_SECONDS: Final = Gauge(
+    "housing_model_row_seconds", "A one-row prediction's time, measured at start-up."
+)
+REDIS_ROUND_TRIP_SECONDS: Final = Gauge(
+    "housing_redis_round_trip_seconds", "A Redis round trip's time, measured at start-up."
+)
+REDIS_PAYS: Final = Gauge(
+    "housing_redis_pays",
+    "1 when the model costs more per row than a Redis round trip (a Redis hit saves more "
+    "than a lookup costs), else 0; judged at start-up.",
+)
 MODEL_SECONDS: Final = Histogram(
     "housing_model_seconds",
     "Time the model takes to predict a batch of uncached rows.",

@@ -131,6 +131,11 @@ class HousingModel(Model):  # type: ignore[misc]
         self.ready = True
         return self.ready
 
+    @property
+    def regressor(self) -> Regressor | None:
+        """The loaded model alone, without the cache (to time it at start-up)."""
+        return self._regressor
+
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": v2.INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
 

@@ -1,10 +1,17 @@
-"""The shared Redis tier: one round trip per lookup, one pipelined write per batch of predictions.
+"""The shared Redis tier: the lookups and writes of one event-loop tick in one round trip.
 
-It fails open. Every operation is bounded by one short timeout (tens of milliseconds, the
-pool wait, connect, AUTH and round trip included) and never retried; any failure answers
-"miss" (lookup) or drops the write, and is counted. A circuit breaker then skips Redis for
+Requests running in the same tick of the event loop queue their lookups and writes here;
+at the end of the tick one exchange sends them all (one lookup script call for every
+queued key, one `SET ... PX` per queued write, in one packed buffer), and each waiting
+lookup gets its slice of the answer. Under load one round trip, one task, one deadline
+and one histogram observation serve many requests; alone, a request costs one of each for
+its lookup and one for its write (which it does not wait for).
+
+It fails open. Each exchange has one deadline (predictor.redis_deadline: it blames Redis,
+not a busy event loop) and is never retried; any failure answers "miss" to its lookups and
+drops its writes, and counts once against the circuit breaker, which then skips Redis for
 a cool-down, so a dead or hung Redis costs a few requests one timeout each, not every
-request. Writes run in the background: a request never waits for one.
+request.
 
 The password (from the URL or `REDIS_PASSWORD`) goes to redis-py only; everything this
 module logs or shows names the server by `masked_url`.
@@ -13,15 +20,16 @@ module logs or shows names the server by `masked_url`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import math
 import random
+import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
-from redis.asyncio import BlockingConnectionPool, Redis
+import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from predictor.breaker import BreakerState, CircuitBreaker, Ticket
@@ -32,31 +40,55 @@ from predictor.metrics import (
     REDIS_SECONDS,
     REDIS_SKIPPED,
 )
+from predictor.redis_backends import RedisBackend, Write, connect
+from predictor.redis_deadline import RedisDeadline
 from predictor.settings import masked_url
+from predictor.value_signing import ValueCodec
 
 # A child of kserve's logger, so it shares kserve's handlers and format, without importing
 # kserve (whose import parses sys.argv).
 logger: Final = logging.getLogger(f"kserve.{__name__}")
 
 
-class RedisCache:
-    """A `PredictionCache` on Redis: values are the `repr` of each float, with a TTL.
+class _Batch:
+    """What the requests of one tick asked of Redis."""
 
-    A lookup is one Lua script call (EVALSHA) that reads like MGET, with a bound on the
-    bytes read per value; it is labelled `mget` in the metrics.
-    """
+    __slots__ = ("keys", "waiters", "writes")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.waiters: list[tuple[asyncio.Future[list[float | None]], int, int]] = []
+        """Each lookup's future and its slice of `keys`."""
+        self.writes: list[Write] = []
+
+    def answer(self, values: list[float | None]) -> None:
+        for future, start, end in self.waiters:
+            if not future.done():
+                future.set_result(values[start:end])
+
+    def miss(self) -> None:
+        for future, start, end in self.waiters:
+            if not future.done():
+                future.set_result([None] * (end - start))
+
+
+class RedisCache:
+    """A `PredictionCache` on Redis: values are the `repr` of each float (signed with
+    `--cache_signing_key`), with a TTL."""
 
     def __init__(
         self,
         url: str,
         *,
         password: str | None = None,
+        cluster: bool = False,
         timeout_seconds: float = 0.05,
         ttl_seconds: float = 86400.0,
         ttl_jitter: float = 0.1,
         max_connections: int = 32,
         breaker_failures: int = 3,
         breaker_cooldown_seconds: float = 5.0,
+        codec: ValueCodec | None = None,
     ) -> None:
         if not 0 <= ttl_jitter < 1:
             raise ValueError("ttl_jitter must be in [0, 1)")
@@ -64,25 +96,25 @@ class RedisCache:
         self._timeout = timeout_seconds
         self._ttl_ms = ttl_seconds * 1000
         self._jitter = ttl_jitter
+        self._codec = codec or ValueCodec()
         self._breaker = CircuitBreaker(
             breaker_failures, breaker_cooldown_seconds, on_change=self._breaker_changed
         )
-        self._last_error = ""
-        self._writes: set[asyncio.Task[None]] = set()
-        # The URL's own password wins over `password`. No retries (redis-py retries
-        # connection errors by default) and no health-check PINGs on the request path.
-        pool = BlockingConnectionPool.from_url(
+        self._backend: RedisBackend = connect(
             url,
+            cluster=cluster,
             password=password,
+            connect_timeout_seconds=timeout_seconds,
             max_connections=max_connections,
-            timeout=timeout_seconds,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=None,
-            health_check_interval=0,
         )
-        self._client: Redis = Redis.from_pool(pool)
-        self._lookup_script = self._client.register_script(_LOOKUP_SCRIPT)
+        self._max_inflight = max_connections
+        self._batch = _Batch()
+        self._scheduled = False
+        self._write_timer: asyncio.TimerHandle | None = None
+        self._exchanges: set[asyncio.Future[list[Any]]] = set()
+        self._last_error = ""
+        self._lookup_seconds = REDIS_SECONDS.labels("mget")
+        self._write_seconds = REDIS_SECONDS.labels("set")
         REDIS_BREAKER_STATE.set(self._breaker.state)
 
     def __repr__(self) -> str:
@@ -92,82 +124,154 @@ class RedisCache:
     def breaker_state(self) -> BreakerState:
         return self._breaker.state
 
-    async def start(self) -> None:
-        """Probe Redis once and log whether the shared tier is in use; never raises."""
+    async def start(self) -> float | None:
+        """Probe Redis and time its round trip (seconds, the best of a few pings); None, and
+        the breaker open, when it does not answer. Never raises."""
+        best = None
         try:
-            async with asyncio.timeout(self._timeout):
-                await self._client.ping()
+            for _ in range(PROBE_PINGS):
+                started = time.perf_counter()
+                async with asyncio.timeout(max(self._timeout, START_TIMEOUT_SECONDS)):
+                    await self._backend.ping()
+                elapsed = time.perf_counter() - started
+                best = elapsed if best is None else min(best, elapsed)
         except Exception as e:  # whatever Redis does, start-up goes on
             self._record_error("ping", e)
             self._breaker.trip()
-            return
-        # Loaded now so the first lookups need no extra round trip. Best effort, with its
-        # own timeout: a lookup that finds it missing (also after a Redis restart) loads it.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self._timeout):
-                await self._client.script_load(_LOOKUP_SCRIPT)
+            return None
         logger.info("Using Redis at %s as the shared cache tier", self.url)
+        return best
 
     async def lookup(self, keys: Sequence[str]) -> list[float | None]:
         if not keys:
             return []
-        ticket = self._breaker.allow()
-        if ticket is None:
+        if self._breaker.skipping():
             REDIS_SKIPPED.labels("mget").inc()
             return [None] * len(keys)
-        try:
-            with REDIS_SECONDS.labels("mget").time():
-                async with asyncio.timeout(self._timeout):
-                    raw = await self._lookup_script(keys=keys, args=[MAX_VALUE_BYTES])
-        except Exception as e:  # fail open: any Redis trouble is a miss
-            self._failed("mget", e, ticket)
-            return [None] * len(keys)
-        self._breaker.succeeded(ticket)
-        return _parse_values(raw, len(keys))
+        batch = self._batch
+        start = len(batch.keys)
+        batch.keys.extend(keys)
+        future: asyncio.Future[list[float | None]] = asyncio.get_running_loop().create_future()
+        batch.waiters.append((future, start, len(batch.keys)))
+        self._schedule()
+        return await future
 
     async def insert(self, entries: Mapping[str, float]) -> None:
-        """Start writing the entries in the background; the caller does not wait for Redis."""
+        """Queue the entries for the tick's exchange; the caller does not wait for Redis."""
         if not entries:
             return
-        ticket = self._breaker.allow()
-        if ticket is None:
+        if self._breaker.skipping():
             REDIS_SKIPPED.labels("set").inc()
             return
-        self._track(asyncio.create_task(self._write(dict(entries), ticket)))
-
-    def _track(self, task: asyncio.Task[None]) -> None:
-        """Keep a background task referenced until it is done; `close` waits for them."""
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _drop_idle_connections(self) -> None:
-        try:
-            await self._client.connection_pool.disconnect(inuse_connections=False)
-        except Exception as e:  # best effort: a connection left is found dead later
-            logger.debug("Dropping idle Redis connections failed: %s", e)
+        encode, ttl = self._codec.encode, self._ttl_with_jitter_ms
+        self._batch.writes.extend(
+            (key, encode(key, value), ttl()) for key, value in entries.items()
+        )
+        self._schedule()
 
     async def close(self) -> None:
-        """Let pending writes finish (each is bounded by the timeout), then disconnect."""
-        await asyncio.gather(*self._writes)
-        await self._client.aclose()
+        """Send what is queued, let the exchanges in flight finish (each is bounded by its
+        deadline), then disconnect."""
+        while self._exchanges or self._batch.keys or self._batch.writes:
+            self._flush()
+            await asyncio.gather(*self._exchanges, return_exceptions=True)
+        await self._backend.close()
 
-    async def _write(self, entries: dict[str, float], ticket: Ticket) -> None:
-        pipe = self._client.pipeline(transaction=False)
-        for key, value in entries.items():
-            pipe.set(key, encode_value(value), px=self._ttl_with_jitter_ms())
-        try:
-            with REDIS_SECONDS.labels("set").time():
-                async with asyncio.timeout(self._timeout):
-                    await pipe.execute()
-        except Exception as e:  # fail open: a lost write is a later miss
-            self._failed("set", e, ticket)
+    # -- the exchange of one tick ---------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Flush at the end of this tick when lookups wait; writes alone wait a little
+        longer (`WRITE_DELAY_SECONDS`), so that under load they ride along with the next
+        lookups instead of costing an exchange of their own."""
+        if self._scheduled:
             return
-        self._breaker.succeeded(ticket)
+        loop = asyncio.get_running_loop()
+        if self._batch.keys:
+            self._scheduled = True
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            loop.call_soon(self._flush)
+        elif self._write_timer is None:
+            self._write_timer = loop.call_later(WRITE_DELAY_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        batch = self._batch
+        if not (batch.keys or batch.writes):
+            return
+        if len(self._exchanges) >= self._max_inflight:
+            return  # the batch grows until an exchange in flight is answered
+        self._batch = _Batch()
+        ticket = self._breaker.allow()
+        if ticket is None:  # opened since the requests queued
+            if batch.keys:
+                REDIS_SKIPPED.labels("mget").inc()
+            if batch.writes:
+                REDIS_SKIPPED.labels("set").inc()
+            batch.miss()
+            return
+        started = time.perf_counter()
+        try:
+            replies = self._backend.send(batch.keys, self._codec.max_bytes, batch.writes)
+        except Exception as e:  # fail open, as for a failure in flight
+            self._failed("mget" if batch.keys else "set", e, ticket)
+            batch.miss()
+            return
+        deadline = RedisDeadline(asyncio.get_running_loop(), replies, self._timeout)
+        self._exchanges.add(replies)
+        replies.add_done_callback(partial(self._answered, batch, ticket, deadline, started))
+
+    def _answered(
+        self,
+        batch: _Batch,
+        ticket: Ticket,
+        deadline: RedisDeadline,
+        started: float,
+        replies: asyncio.Future[list[Any]],
+    ) -> None:
+        """The exchange is over (answered, failed, or given up on by its deadline)."""
+        deadline.cancel()
+        self._exchanges.discard(replies)
+        seconds = self._lookup_seconds if batch.keys else self._write_seconds
+        seconds.observe(time.perf_counter() - started)
+        error = _failure(replies, deadline)
+        if error is not None:
+            self._failed("mget" if batch.keys else "set", error, ticket)
+            batch.miss()
+        elif replies.cancelled():  # closing
+            batch.miss()
+        else:
+            self._breaker.succeeded(ticket)
+            if batch.keys:
+                batch.answer(self._decode(batch.keys, replies.result()[0]))
+        if self._batch.keys or self._batch.writes:
+            self._schedule()
+
+    def _decode(self, keys: list[str], raw: Any) -> list[float | None]:
+        """Predictions from the lookup's reply; anything this service did not write (other
+        text, another type, a bad or missing signature) is a miss counted as `bad_value`."""
+        if not isinstance(raw, list) or len(raw) != len(keys):
+            REDIS_ERRORS.labels("mget", "bad_value").inc()
+            return [None] * len(keys)
+        decode = self._codec.decode
+        values = [
+            None if item is None else decode(key, item) for key, item in zip(keys, raw, strict=True)
+        ]
+        bad = sum(value is None for value in values) - raw.count(None)
+        if bad:
+            REDIS_ERRORS.labels("mget", "bad_value").inc(bad)
+        return values
 
     def _ttl_with_jitter_ms(self) -> int:
         # Spread expiries so entries written in one burst do not all expire together.
         factor = 1 + self._jitter * (2 * random.random() - 1)
         return max(1, round(self._ttl_ms * factor))
+
+    # -- failures and the breaker ---------------------------------------------------------
 
     def _failed(self, operation: str, error: Exception, ticket: Ticket) -> None:
         self._record_error(operation, error)
@@ -186,10 +290,9 @@ class RedisCache:
         REDIS_BREAKER_STATE.set(new)
         REDIS_BREAKER_CHANGES.labels(new.name.lower()).inc()
         if old is BreakerState.CLOSED and new is BreakerState.OPEN:
-            # The pooled connections belong to the Redis that failed: drop the idle ones
-            # now, so that after a restart the first requests do not find them dead one
-            # by one (each would cost a miss or a lost write).
-            self._track(asyncio.create_task(self._drop_idle_connections()))
+            # The connection belongs to the Redis that failed: drop it now, so that after a
+            # restart the probe does not find it dead and fail for nothing.
+            self._backend.reset()
             logger.warning(
                 "Redis at %s unavailable (%s); serving from the in-process cache until it "
                 "returns (next probe in %g s)",
@@ -201,74 +304,32 @@ class RedisCache:
             logger.info("Redis at %s answers again; using it as the shared cache tier", self.url)
 
 
+PROBE_PINGS: Final = 5
+# The start-up probe connects (and, for a cluster, reads its slot map from a node and
+# connects to it): not a request-path round trip, and a busy machine can take longer.
+START_TIMEOUT_SECONDS: Final = 0.5
+# Writes are never waited for: holding them this long costs nothing but lets them share
+# the exchange of the next lookups (under load, requests arrive more often than this).
+WRITE_DELAY_SECONDS: Final = 0.002
+
+
+def _failure(replies: asyncio.Future[list[Any]], deadline: RedisDeadline) -> Exception | None:
+    """What went wrong with an exchange, if anything: its deadline passed, it failed, or
+    Redis answered one of its commands with an error."""
+    if replies.cancelled():
+        return TimeoutError() if deadline.expired else None
+    error = replies.exception()
+    if error is not None:
+        return error if isinstance(error, Exception) else RuntimeError(repr(error))
+    for reply in replies.result():
+        if isinstance(reply, hiredis.ReplyError):
+            return ResponseError(str(reply))
+    return None
+
+
 def _error_kind(error: Exception) -> str:
     if isinstance(error, TimeoutError | RedisTimeoutError):
         return "timeout"
     if isinstance(error, RedisConnectionError | OSError):
         return "connection"
     return "error"
-
-
-# The lookup: one round trip like MGET, but that reads at most ARGV[1] + 1 bytes of each
-# value and tells a key of another type (answered 0) from a missing one (nil), so that
-# neither a huge value nor a foreign key costs more than a miss.
-_LOOKUP_SCRIPT: Final = """
-local limit = tonumber(ARGV[1])
-local found = {}
-for i, key in ipairs(KEYS) do
-  local kind = redis.call('TYPE', key)['ok']
-  if kind == 'string' then
-    found[i] = redis.call('GETRANGE', key, 0, limit)
-  elseif kind == 'none' then
-    found[i] = false
-  else
-    found[i] = 0
-  end
-end
-return found
-"""
-
-
-def encode_value(prediction: float) -> str:
-    """The one form a prediction is stored in: the shortest repr that reads back exactly."""
-    return repr(prediction)
-
-
-def _parse_values(raw: Any, count: int) -> list[float | None]:
-    """Predictions from an MGET reply, in the exact form `encode_value` writes.
-
-    Anything else (another type, other text such as `4_2`, ` 999.5 ` or `42`, a value
-    longer than any float's repr) is a miss counted as `bad_value`; long values are
-    refused by length, before any parsing.
-    """
-    if not isinstance(raw, list) or len(raw) != count:
-        REDIS_ERRORS.labels("mget", "bad_value").inc()
-        return [None] * count
-    values: list[float | None] = []
-    bad = 0
-    for item in raw:
-        value = None if item is None else decode_value(item)
-        if item is not None and value is None:
-            bad += 1
-        values.append(value)
-    if bad:
-        REDIS_ERRORS.labels("mget", "bad_value").inc(bad)
-    return values
-
-
-# The longest repr of a finite float is 24 characters (`-2.2250738585072014e-308`).
-MAX_VALUE_BYTES: Final = 24
-
-
-def decode_value(item: Any) -> float | None:
-    """The prediction stored as `item`, or None unless it is exactly what we write."""
-    if not isinstance(item, bytes) or not 0 < len(item) <= MAX_VALUE_BYTES:
-        return None
-    try:
-        text = item.decode("ascii")
-        value = float(text)
-    except ValueError:  # UnicodeDecodeError included
-        return None
-    if not math.isfinite(value) or repr(value) != text:
-        return None
-    return value

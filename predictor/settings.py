@@ -14,8 +14,10 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from predictor.model_wait import ASYNC_MODE
+from predictor.sentinel_url import SENTINEL_SCHEME, parse_sentinel_url
 
 REDIS_URL_SCHEMES: Final = ("redis", "rediss")
+REDIS_POLICIES: Final = ("always", "never", "auto")
 _MASK: Final = "***"
 
 
@@ -44,6 +46,13 @@ class CacheSettings:
     """Consecutive Redis failures after which Redis is skipped for a cool-down."""
     redis_breaker_cooldown_seconds: float = 5.0
     """How long Redis is skipped before one request probes it again."""
+    redis_cluster: bool = False
+    """Treat the URL as any node of a Redis Cluster (slots, MOVED/ASK, failover)."""
+    redis_policy: str = "always"
+    """`always` consult Redis when a URL is given, `never`, or `auto`: only when the model's
+    cost per row, timed at start-up, exceeds a Redis round trip."""
+    signing_key: bytes | None = field(default=None, repr=False)
+    """Key of the MAC that Redis values carry (CACHE_SIGNING_KEY); None: unsigned values."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +176,25 @@ def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentPar
         type=float,
         default=5.0,
         help="How long an open breaker skips Redis before probing it again.",
+    )
+    parser.add_argument(
+        "--redis_cluster",
+        type=_strtobool,
+        default=False,
+        help="Treat --redis_url as any node of a Redis Cluster (or $REDIS_CLUSTER).",
+    )
+    parser.add_argument(
+        "--redis_policy",
+        choices=REDIS_POLICIES,
+        default="always",
+        help="Consult Redis always, never, or auto: only when the model's cost per row "
+        "(timed at start-up) exceeds a Redis round trip.",
+    )
+    parser.add_argument(
+        "--cache_signing_key",
+        default=None,
+        help="Sign Redis values with this key (or $CACHE_SIGNING_KEY); unsigned or "
+        "wrongly signed values are misses.",
     )
     parser.add_argument(
         "--model_wait_seconds",
@@ -295,6 +323,12 @@ def masked_url(url: str) -> str:
 
 def _check_redis_url(url: str) -> None:
     """Refuse a malformed Redis URL at start-up, naming it without its password."""
+    if url.startswith(f"{SENTINEL_SCHEME}://"):
+        try:
+            parse_sentinel_url(url)
+        except ValueError as e:  # its messages never quote the URL
+            raise SystemExit(f"--redis_url / REDIS_URL: {e}, got {masked_url(url)}") from None
+        return
     try:
         parts = urlsplit(url)
         hostname, _ = parts.hostname, parts.port  # .port raises ValueError when malformed
@@ -302,9 +336,23 @@ def _check_redis_url(url: str) -> None:
         raise SystemExit("--redis_url / REDIS_URL is not a valid URL") from None
     if parts.scheme not in REDIS_URL_SCHEMES or not hostname:
         raise SystemExit(
-            f"--redis_url / REDIS_URL must be redis://HOST[:PORT][/DB] or rediss://..., "
-            f"got {masked_url(url)}"
+            f"--redis_url / REDIS_URL must be redis://HOST[:PORT][/DB], rediss://... or "
+            f"redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB], got {masked_url(url)}"
         )
+
+
+def _signing_key(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    if len(value) < MIN_SIGNING_KEY_CHARS:
+        raise SystemExit(
+            f"--cache_signing_key / CACHE_SIGNING_KEY must be at least "
+            f"{MIN_SIGNING_KEY_CHARS} characters (e.g. `openssl rand -hex 32`)"
+        )
+    return value.encode()
+
+
+MIN_SIGNING_KEY_CHARS: Final = 16
 
 
 def parse_settings(
@@ -354,6 +402,9 @@ def parse_settings(
         redis_max_connections=args.redis_max_connections,
         redis_breaker_failures=args.redis_breaker_failures,
         redis_breaker_cooldown_seconds=args.redis_breaker_cooldown_seconds,
+        redis_cluster=args.redis_cluster or _strtobool(environ.get("REDIS_CLUSTER") or "false"),
+        redis_policy=args.redis_policy,
+        signing_key=_signing_key(args.cache_signing_key or environ.get("CACHE_SIGNING_KEY")),
     )
     server = {
         "http_port": args.http_port,

@@ -19,11 +19,19 @@ from collections.abc import Iterator
 
 
 class DelayingProxy:
-    def __init__(self, upstream_port: int, delay_every: int = 0, delay_seconds: float = 0.0):
+    def __init__(
+        self,
+        upstream_port: int,
+        delay_every: int = 0,
+        delay_seconds: float = 0.0,
+        min_delay_seconds: float = 0.0,
+    ):
         self.upstream_port = upstream_port
         self.delay_every = delay_every
         """Hold back every n-th reply; 0: none."""
         self.delay_seconds = delay_seconds
+        self.min_delay_seconds = min_delay_seconds
+        """Delays are drawn from [min_delay_seconds, delay_seconds]."""
         self.delayed = 0
         self.port = 0
         self._random = random.Random(11)
@@ -78,16 +86,21 @@ class DelayingProxy:
             while data := await reader.read(65536):
                 if delay and self.delay_every and next(self._replies) % self.delay_every == 0:
                     self.delayed += 1
-                    await asyncio.sleep(self._random.uniform(0, self.delay_seconds))
+                    await asyncio.sleep(
+                        self._random.uniform(self.min_delay_seconds, self.delay_seconds)
+                    )
                 writer.write(data)
                 await writer.drain()
 
 
 @contextlib.contextmanager
 def delaying_proxy(
-    upstream_port: int, delay_every: int = 0, delay_seconds: float = 0.0
+    upstream_port: int,
+    delay_every: int = 0,
+    delay_seconds: float = 0.0,
+    min_delay_seconds: float = 0.0,
 ) -> Iterator[DelayingProxy]:
-    proxy = DelayingProxy(upstream_port, delay_every, delay_seconds)
+    proxy = DelayingProxy(upstream_port, delay_every, delay_seconds, min_delay_seconds)
     proxy.start()
     try:
         yield proxy

@@ -28,6 +28,11 @@ class RedisServer:
         self.directory = directory
         self.password = password
         self.port = free_port()
+        self.extra_args: list[str] = []
+        """More redis-server options (cluster mode, replicaof)."""
+        self.config_file: Path | None = None
+        """A sentinel's config file: set, the server runs as a sentinel (which saves its
+        state there), with the port, bind and dir the file names."""
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -40,8 +45,12 @@ class RedisServer:
 
     def start(self) -> None:
         executable = require_tool("redis-server", "for the tests of the Redis tier")
-        command = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--dir", str(self.directory), "--save", "", "--appendonly", "no"]
+        if self.config_file is not None:
+            command = [executable, str(self.config_file), "--sentinel"]
+        else:
+            command = [executable, "--port", str(self.port), "--bind", "127.0.0.1"]
+            command += ["--dir", str(self.directory), "--save", "", "--appendonly", "no"]
+            command += self.extra_args
         if self.password is not None:
             command += ["--requirepass", self.password]
         with (self.directory / "redis.log").open("ab") as log:
@@ -52,6 +61,8 @@ class RedisServer:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         with self.client() as client:
             while time.monotonic() < deadline:
+                if not self.running:  # e.g. its port was taken meanwhile
+                    break
                 with contextlib.suppress(redis.ConnectionError):
                     client.ping()
                     return

@@ -25,9 +25,12 @@ from tests.server import start_server
 
 TIMEOUT = 0.05
 COOLDOWN = 0.5
-# Every 3rd reply waits up to 3 timeouts: two in three of those arrive too late, one in time
-# but late (what, before, closed an opened breaker again: 19 openings in 5 s).
-DELAY_EVERY = 3
+# Every reply waits up to 3 timeouts: two in three arrive too late, one in time but late
+# (what, before, closed an opened breaker again: 19 openings in 5 s). Every reply, not every
+# 3rd as when each request had its own round trip: the requests' lookups now share
+# exchanges on one connection, so one late reply fails one exchange for all of them, and
+# with successes in between the breaker (counting consecutive failures) stays closed.
+DELAY_EVERY = 1
 DELAY = 3 * TIMEOUT
 
 
@@ -146,3 +149,43 @@ def _metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0
+
+
+def test_a_saturated_server_with_a_healthy_redis_never_skips_it(
+    redis_server: RedisServer, model_dir: Path, sample: list[dict[str, float]]
+) -> None:
+    """Saturating load on 2 cores (one-row requests, and batches that keep the event loop
+    busy for milliseconds at a time) with a healthy Redis: no Redis timeout, no opening,
+    no skipped operation. Before, the loop's own stalls expired lookups that Redis had
+    answered in time, and the breaker turned the shared tier off."""
+    seconds = 4.0
+    args = ["--model_dir", str(model_dir), "--redis_url", redis_server.url]
+    args += ["--redis_breaker_failures", "3", "--redis_breaker_cooldown_seconds", "5"]
+    args += ["--response_cache_size", "0"]
+    with start_server(args) as server:
+        deadline = time.monotonic() + seconds
+
+        def client(n: int) -> list[int]:
+            rows = 300 if n % 4 == 0 else 1  # a quarter of the clients send batches
+            statuses = []
+            with httpx.Client(base_url=server.base_url, timeout=30) as c:
+                i = 0
+                while time.monotonic() < deadline:
+                    body = [
+                        {**sample[0], "Population": 20_000.0 + n * 1_000_000 + i * rows + k}
+                        for k in range(rows)
+                    ]
+                    statuses.append(c.post("/predict", json=body).status_code)
+                    i += 1
+            return statuses
+
+        with ThreadPoolExecutor(16) as pool:
+            statuses = [s for result in pool.map(client, range(16)) for s in result]
+        metrics = httpx.get(f"{server.base_url}/metrics", timeout=10).text
+    assert len(statuses) >= 16 and set(statuses) == {200}
+    assert _metric(metrics, 'housing_redis_seconds_count{operation="mget"}') > 0
+    for operation in ("mget", "set"):
+        assert _metric(metrics, f'housing_redis_skipped_total{{operation="{operation}"}}') == 0
+        timeouts = f'housing_redis_errors_total{{kind="timeout",operation="{operation}"}}'
+        assert _metric(metrics, timeouts) == 0
+    assert _metric(metrics, 'housing_redis_breaker_changes_total{state="open"}') == 0

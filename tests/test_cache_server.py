@@ -375,3 +375,57 @@ def test_unreachable_redis_at_start_up_serves_from_the_model(
         log = s.log()
     assert f"Redis at {url} unavailable" in log
     assert "serving from the in-process cache until it returns" in log
+
+
+SIGNING_KEY = "0123456789abcdef0123456789abcdef"
+
+
+def test_a_hand_written_value_is_served_only_without_a_signing_key(
+    model_dir: Path, private_redis: RedisServer, oracle: Callable[[list[Row]], list[float]]
+) -> None:
+    """`SET <key> 0.5` by hand: without --cache_signing_key whoever can write to Redis decides
+    the answer; with it, the value is a miss counted as `bad_value`, and the model answers."""
+    rows = fresh_rows(1)
+    (key,) = redis_keys(model_dir, rows)
+    args = ["--model_dir", str(model_dir), "--redis_url", private_redis.url, *REDIS_FLAGS]
+    with private_redis.client() as client:
+        client.set(key, b"0.5")
+        with start_server(args) as unsigned:
+            assert predict(unsigned, rows) == ("HIT", [0.5])
+        client.set(key, b"0.5")
+        with start_server([*args, "--cache_signing_key", SIGNING_KEY]) as signed:
+            assert predict(signed, rows) == ("MISS", oracle(rows))
+            assert metric(signed, "housing_redis_errors_total", kind="bad_value") == 1
+            eventually(lambda: client.get(key) != b"0.5")  # the model's answer, signed
+            stored = client.get(key)
+        env = {"CACHE_SIGNING_KEY": SIGNING_KEY}
+        with start_server(args, env=env) as same_key:
+            assert predict(same_key, rows) == ("HIT", oracle(rows))
+        with start_server([*args, "--cache_signing_key", "another-key-0123456789"]) as other:
+            assert predict(other, rows) == ("MISS", oracle(rows))
+    assert stored is not None and stored.startswith(repr(oracle(rows)[0]).encode() + b"|")
+
+
+@pytest.mark.parametrize("policy", ["auto", "never"])
+def test_the_redis_policy_is_judged_at_start_up_and_obeyed(
+    policy: str, model_dir: Path, private_redis: RedisServer
+) -> None:
+    """`auto` consults Redis only when the model, timed at start-up, costs more per row than
+    a Redis round trip (logged and exported); `never` does not touch Redis at all."""
+    args = ["--model_dir", str(model_dir), "--redis_url", private_redis.url, *REDIS_FLAGS]
+    with start_server([*args, "--redis_policy", policy]) as server:
+        rows = fresh_rows(5)
+        assert predict(server, rows)[0] == "MISS"
+        time.sleep(0.2)  # past the background write, if any
+        pays = metric(server, "housing_redis_pays")
+        row_seconds = metric(server, "housing_model_row_seconds")
+        round_trip = metric(server, "housing_redis_round_trip_seconds")
+        log = server.log()
+    with private_redis.client() as client:
+        written = client.dbsize()
+    if policy == "never":
+        assert written == 0 and "Model costs" not in log
+        return
+    assert row_seconds > 0 and round_trip > 0 and pays == float(row_seconds > round_trip)
+    assert f"(policy auto: {'consulting Redis' if pays else 'in-process cache only'})" in log
+    assert written == (len(rows) if pays else 0)

@@ -52,7 +52,7 @@ IMAGE_REPO: Final = "ghcr.io/example/housing-predictor"
 # GET routes of the server that answer 200 without a body: the only sensible probe targets.
 PROBE_ROUTES: Final = {f"/v1/models/{MODEL_NAME}", "/v2/health/live", "/v2/health/ready"}
 # Environment the server reads; anything else in the manifest would be ignored silently.
-SERVER_ENV: Final = {"REDIS_URL", "REDIS_PASSWORD"}
+SERVER_ENV: Final = {"REDIS_URL", "REDIS_PASSWORD", "REDIS_CLUSTER", "CACHE_SIGNING_KEY"}
 # What KServe itself reads from a custom predictor's container: the model's storageUri.
 KSERVE_ENV: Final = {"STORAGE_URI"}
 STORAGE_SCHEMES: Final = {"oci", "s3", "gs", "https", "pvc"}
@@ -891,7 +891,83 @@ def test_redis_is_hardened_and_wired_to_the_predictor(
         service["metadata"]["name"],
         service["spec"]["ports"][0]["port"],
     )
-    assert url.password == template["stringData"]["password"]
+    # The predictor connects as its own ACL user, not as `default`.
+    assert (url.username, url.password) == (
+        ACL_USER,
+        template["stringData"]["predictor-password"],
+    )
+
+
+ACL_USER: Final = "predictor"
+
+
+def redis_acl_rules(args: list[str]) -> list[str]:
+    """The rules of the predictor's user among redis-server's arguments (`--user NAME ...`,
+    up to the next `--` option)."""
+    start = args.index("--user")
+    assert args[start + 1] == ACL_USER
+    rules = []
+    for arg in args[start + 2 :]:
+        if arg.startswith("--"):
+            break
+        rules.append(arg)
+    return rules
+
+
+def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
+    manifests: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """A real redis-server started with the manifest's ACL rules: the cache works through
+    it (lookups, signed writes), and nothing else is allowed (other keys, FLUSHALL, KEYS,
+    CONFIG, DEL, pub/sub)."""
+    import asyncio
+
+    import redis
+
+    from predictor.redis_cache import RedisCache
+    from predictor.value_signing import ValueCodec
+    from tests.redis_server import RedisServer
+
+    [container] = named(manifests["dev"], "Deployment", REDIS)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    rules = [rule.replace("$(REDIS_PREDICTOR_PASSWORD)", "pw-1") for rule in redis_acl_rules(
+        container["args"]
+    )]  # fmt: skip
+    assert "resetchannels" in rules and "-@all" in rules and "~housing:*" in rules
+    server = RedisServer(tmp_path, password="admin-pw")
+    server.extra_args = ["--user", ACL_USER, *rules]
+    server.start()
+    url = f"redis://{ACL_USER}:pw-1@127.0.0.1:{server.port}/0"
+    try:
+
+        async def through_the_cache() -> tuple[list[float | None], float | None]:
+            cache = RedisCache(url, timeout_seconds=1.0, codec=ValueCodec(b"k" * 32))
+            round_trip = await cache.start()
+            await cache.insert({"housing:v:row": 1.5})
+            await asyncio.sleep(0.05)
+            found = await cache.lookup(["housing:v:row", "housing:v:other"])
+            await cache.close()
+            return found, round_trip
+
+        found, round_trip = asyncio.run(through_the_cache())
+        assert found == [1.5, None] and round_trip is not None
+        client = redis.Redis(port=server.port, username=ACL_USER, password="pw-1")
+        for command in (
+            ("SET", "other:key", "1"),
+            ("GET", "housing:v:row"),
+            ("DEL", "housing:v:row"),
+            ("KEYS", "*"),
+            ("FLUSHALL",),
+            ("CONFIG", "GET", "maxmemory"),
+            ("PUBLISH", "channel", "x"),
+            ("EVAL", "return redis.call('DEL', KEYS[1])", "1", "housing:v:row"),
+        ):
+            with pytest.raises(redis.ResponseError, match=r"NOPERM|no permissions|can.t run"):
+                client.execute_command(*command)
+        client.close()
+    finally:
+        server.kill()
 
 
 def test_cluster_settings_are_in_range() -> None:

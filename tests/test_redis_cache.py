@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import kserve.model_server
 import pytest
+import uvloop
 from prometheus_client import REGISTRY
-from redis.asyncio import SSLConnection
 
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
-from predictor.redis_cache import RedisCache
+from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
+from predictor.redis_policy import consult_redis
 from predictor.settings import masked_url, parse_settings
+from tests.delaying_proxy import delaying_proxy
 from tests.redis_server import RedisServer, running_redis
 
 TIMEOUT = 0.05
@@ -28,6 +31,7 @@ TIMEOUT = 0.05
 # generous enough for a busy CI machine. Not a speed claim.
 MARGIN = 2.0
 PASSWORD = "correct-horse-battery-staple"
+T = TypeVar("T")
 
 
 @pytest.fixture()
@@ -53,8 +57,9 @@ def sample(name: str, **labels: str) -> float:
 
 
 async def flushed(cache: RedisCache) -> None:
-    """Wait for the background writes the cache has started."""
-    await asyncio.gather(*cache._writes)
+    """Wait for the writes queued so far: their exchange starts, then ends."""
+    await asyncio.sleep(2 * WRITE_DELAY_SECONDS)
+    await asyncio.gather(*cache._exchanges, return_exceptions=True)
 
 
 # -- the circuit breaker, on a fake clock ----------------------------------------------------
@@ -180,10 +185,9 @@ def test_lookup_misses_then_hits_with_exact_values(redis_server: RedisServer) ->
     mget_before = sample("housing_redis_seconds_count", operation="mget")
     set_before = sample("housing_redis_seconds_count", operation="set")
     assert asyncio.run(scenario()) == [*values.values(), None]
-    # one script call per lookup (EVALSHA; start() loaded the script), one pipelined round
-    # trip per insert
+    # one script call per lookup, one round trip per insert
     stats = redis_server.client().info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 2
+    assert stats["cmdstat_eval"]["calls"] == 2
     assert stats["cmdstat_set"]["calls"] == len(values)
     assert sample("housing_redis_seconds_count", operation="mget") - mget_before == 2
     assert sample("housing_redis_seconds_count", operation="set") - set_before == 1
@@ -215,6 +219,97 @@ def test_writes_carry_a_jittered_ttl_and_expire(redis_server: RedisServer) -> No
         return before, after
 
     assert asyncio.run(expiry()) == ([2.5], [None])
+
+
+def test_the_lookups_and_writes_of_one_tick_share_one_round_trip(
+    redis_server: RedisServer,
+) -> None:
+    """Concurrent requests' Redis work is coalesced: one lookup call for all their keys,
+    one exchange for all their writes, each request answered with its own slice."""
+    redis_server.client().mset({"t:c:3": b"3.5", "t:c:7": b"7.5"})
+    requests = [[f"t:c:{i}", f"t:c:{i}x"] for i in range(20)]
+
+    async def scenario() -> list[list[float | None]]:
+        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        found = await asyncio.gather(*(cache.lookup(keys) for keys in requests))
+        for i in range(20):  # 20 requests' writes, queued in one tick
+            await cache.insert({f"t:w:{i}": float(i)})
+        await flushed(cache)
+        await cache.close()
+        return found
+
+    writes_before = sample("housing_redis_seconds_count", operation="set")
+    found = asyncio.run(scenario())
+    assert found[3] == [3.5, None] and found[7] == [7.5, None]
+    assert all(found[i] == [None, None] for i in range(20) if i not in (3, 7))
+    stats = redis_server.client().info("commandstats")
+    assert stats["cmdstat_eval"]["calls"] == 1
+    assert stats["cmdstat_set"]["calls"] == 20
+    assert sample("housing_redis_seconds_count", operation="set") - writes_before == 1
+    assert redis_server.client().get("t:w:19") == b"19.0"
+
+
+def _run_on(loop_name: str, scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    factory = uvloop.new_event_loop if loop_name == "uvloop" else asyncio.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(scenario())
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_stalled_event_loop_is_not_a_redis_timeout(
+    redis_server: RedisServer, loop_name: str
+) -> None:
+    """The reply arrives in 5 ms (a proxy holds it back that long, so that it arrives while
+    the loop is stalled) and the loop is stalled 4 timeouts long: a hit, no timeout
+    counted, the breaker untouched (before: a timeout, and 1 failure of 1 opens it)."""
+    redis_server.client().set("t:stall", b"2.5")
+
+    async def scenario() -> tuple[list[float | None], BreakerState]:
+        cache = redis_cache(proxy.url, breaker_failures=1)
+        assert await cache.lookup(["t:other"]) == [None]  # connected
+        pending = asyncio.ensure_future(cache.lookup(["t:stall"]))
+        for _ in range(5):  # the lookup is sent and waits for its reply
+            await asyncio.sleep(0)
+        time.sleep(4 * TIMEOUT)  # the loop is busy past the deadline
+        found = await pending
+        state = cache.breaker_state
+        await cache.close()
+        return found, state
+
+    timeouts = sample("housing_redis_errors_total", operation="mget", kind="timeout")
+    with delaying_proxy(redis_server.port, 1, 0.006, min_delay_seconds=0.005) as proxy:
+        assert _run_on(loop_name, scenario) == ([2.5], BreakerState.CLOSED)
+    assert sample("housing_redis_errors_total", operation="mget", kind="timeout") == timeouts
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_paused_redis_still_times_out_on_a_busy_loop(
+    redis_server: RedisServer, loop_name: str
+) -> None:
+    """Redis itself stalled (CLIENT PAUSE): the lookup is given up on, counted as a timeout,
+    and the breaker opens, even when the loop was also stalled."""
+
+    async def scenario() -> tuple[list[float | None], float, BreakerState]:
+        cache = redis_cache(redis_server.url, breaker_failures=1)
+        assert await cache.lookup(["t:a"]) == [None]  # connected
+        redis_server.client().execute_command("CLIENT", "PAUSE", "2000", "ALL")
+        started = time.monotonic()
+        pending = asyncio.ensure_future(cache.lookup(["t:a"]))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        time.sleep(2 * TIMEOUT)
+        found = await pending
+        elapsed = time.monotonic() - started
+        state = cache.breaker_state
+        redis_server.client().execute_command("CLIENT", "UNPAUSE")
+        await cache.close()
+        return found, elapsed, state
+
+    timeouts = sample("housing_redis_errors_total", operation="mget", kind="timeout")
+    found, elapsed, state = _run_on(loop_name, scenario)
+    assert found == [None] and state is BreakerState.OPEN
+    assert elapsed < 2.0  # well before the pause ends: given up on, not waited out
+    assert sample("housing_redis_errors_total", operation="mget", kind="timeout") == timeouts + 1
 
 
 # What the server writes (repr of a float), and values it never writes.
@@ -399,7 +494,7 @@ def test_password_from_settings_when_the_url_has_none(tmp_path: Path) -> None:
 
 def test_rediss_url_uses_tls_without_connecting() -> None:
     cache = redis_cache("rediss://:pw@redis.example:6380/0")
-    assert cache._client.connection_pool.connection_class is SSLConnection
+    assert cache._backend.tls  # type: ignore[attr-defined]
     assert repr(cache) == "RedisCache(rediss://:***@redis.example:6380/0)"
 
 
@@ -498,3 +593,49 @@ def test_hardening_flags_and_their_defaults() -> None:
     for bad in (["--max_headers", "0"], ["--body_timeout_seconds", "-1"]):
         with pytest.raises(SystemExit):
             parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
+
+
+def test_cluster_sentinel_signing_and_policy_settings() -> None:
+    environ = {
+        "REDIS_URL": "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/housing/2",
+        "REDIS_CLUSTER": "false",
+        "CACHE_SIGNING_KEY": "k" * 32,
+    }
+    settings = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], environ).cache
+    assert settings.signing_key == b"k" * 32 and "kkkk" not in repr(settings)
+    assert settings.redis_cluster is False and settings.redis_policy == "always"
+    argv = ["--model_dir", "m", "--redis_url", "redis://node:7000/0", "--redis_policy", "auto"]
+    cluster = parse_settings(kserve.model_server.parser, argv, {"REDIS_CLUSTER": "true"}).cache
+    assert cluster.redis_cluster is True and cluster.redis_policy == "auto"
+    assert cluster.signing_key is None
+    for bad in (
+        ["--cache_signing_key", "short"],
+        ["--redis_policy", "sometimes"],
+        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1/housing"],  # no port
+        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1:26379/"],  # no service
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
+        assert "hunter2" not in str(exit_info.value)
+
+
+@pytest.mark.parametrize(
+    ("policy", "row_seconds", "round_trip", "consult", "pays"),
+    [
+        ("always", 10e-6, 100e-6, True, 0.0),
+        ("auto", 10e-6, 100e-6, False, 0.0),
+        ("auto", 2e-3, 100e-6, True, 1.0),
+        ("never", 2e-3, 100e-6, False, 1.0),
+    ],
+)
+def test_redis_is_consulted_as_the_policy_and_the_measurements_say(
+    policy: str, row_seconds: float, round_trip: float, consult: bool, pays: float
+) -> None:
+    assert consult_redis(policy, row_seconds, round_trip) is consult
+    assert sample("housing_redis_pays") == pays
+    assert sample("housing_model_row_seconds") == row_seconds
+    assert sample("housing_redis_round_trip_seconds") == round_trip
+
+
+def test_auto_consults_a_redis_it_could_not_time_at_start_up() -> None:
+    assert consult_redis("auto", 10e-6, None) is True
