@@ -21,9 +21,11 @@ from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, RequestedOutput
+from prometheus_client import REGISTRY
 
 from predictor.artifact import load_serving_model
 from predictor.cache import PredictionCache, cache_key, count
+from predictor.drift import DriftReference, FeatureHistogram
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.metrics import MODEL_SECONDS, REQUEST_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
@@ -122,6 +124,7 @@ class HousingModel(Model):  # type: ignore[misc]
         self._cache = cache
         self._regressor: Regressor | None = None
         self._inline = False
+        self._drift: FeatureHistogram | None = None
         # Single flight: each key being looked up or predicted → (its run, its index there).
         self._in_flight: dict[str, tuple[asyncio.Task[_Answers], int]] = {}
 
@@ -135,6 +138,7 @@ class HousingModel(Model):  # type: ignore[misc]
         # (and anything else) costs a millisecond or more per call and goes to a thread.
         self._inline = self._regressor.kind == KIND_COMPILED_HGB
         self.version = served.version[:VERSION_CHARS]
+        self._watch_drift(DriftReference.from_metadata(served.metadata))
         logger.info(
             "Loaded model %s (%s, version %s) with the %s inference path (%s)",
             self.name,
@@ -145,6 +149,18 @@ class HousingModel(Model):  # type: ignore[misc]
         )
         self.ready = True
         return self.ready
+
+    def _watch_drift(self, reference: DriftReference | None) -> None:
+        """Export the served inputs' histogram over this model's training deciles (replacing
+        an earlier model's); a model trained without them exports none."""
+        if self._drift is not None:
+            REGISTRY.unregister(self._drift)
+            self._drift = None
+        if reference is None:
+            logger.warning("Model %s has no training deciles: no drift histogram", self.name)
+            return
+        self._drift = FeatureHistogram(reference, self.version)
+        REGISTRY.register(self._drift)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": V2_INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
@@ -199,6 +215,8 @@ class HousingModel(Model):  # type: ignore[misc]
                 route, rows, request_id = self._decode_kserve(payload)
             except InvalidRows as e:
                 raise InvalidInput(str(e)) from e
+        if self._drift is not None:
+            self._drift.observe(rows)
         canonical = canonical_rows(rows)
         keys = [cache_key(self.key_prefix, self.version, d) for d in row_digests(canonical)]
         outputs = _v2_outputs(payload) if route is Route.V2 else None
