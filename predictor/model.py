@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -23,9 +23,10 @@ from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, RequestedOutput
 from prometheus_client import REGISTRY
 
-from predictor.artifact import load_serving_model
+from predictor.artifact import load_artifact, load_serving_model
 from predictor.cache import PredictionCache, cache_key, count
 from predictor.drift import DriftReference, FeatureHistogram
+from predictor.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.metrics import MODEL_SECONDS, REQUEST_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
@@ -42,6 +43,10 @@ from predictor.schema import (
 
 V2_INPUT_NAME: Final = "input-0"
 V2_OUTPUT_NAME: Final = "predict"
+# The TreeSHAP output, named and laid out as Triton's FIL backend does: per row the 8
+# contributions in feature order, then the base value.
+V2_EXPLAIN_OUTPUT: Final = "treeshap_output"
+V2_OUTPUTS: Final = (V2_OUTPUT_NAME, V2_EXPLAIN_OUTPUT)
 V2_INPUT_DATATYPES: Final = ("FP32", "FP64")
 # Up to this many uncached rows the compiled model runs on the event loop: it costs
 # microseconds, less than a hop to a worker thread. Larger batches go to a thread so that
@@ -64,6 +69,8 @@ class LegacyRequest:
     """The parsed body of `POST /predict`, marked so `preprocess` knows its shape."""
 
     items: Any
+    explain: bool = False
+    """`POST /explain`: the answer adds each row's explanation."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,8 @@ class PreparedBatch:
     keys: list[str]
     request_id: str | None = None
     outputs: V2Outputs | None = None
+    explain: bool = False
+    """Explain each row too (the explain routes, or V2's `treeshap_output` asked for)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +97,8 @@ class V2Outputs:
     as_array: bool = False
     """Hand kserve the predictions as an array, which its REST encoder writes as each
     requested output asks (over gRPC it wants a list, and always converts it as asked)."""
+    names: tuple[str, ...] = (V2_OUTPUT_NAME,)
+    """The outputs to answer with: those requested, else `predict` alone."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +106,7 @@ class BatchResult:
     batch: PreparedBatch
     predictions: np.ndarray
     cache_status: str
+    explanations: Explanations | None = None
 
 
 class _Answers(NamedTuple):
@@ -125,6 +137,7 @@ class HousingModel(Model):  # type: ignore[misc]
         self._regressor: Regressor | None = None
         self._inline = False
         self._drift: FeatureHistogram | None = None
+        self._explainer: Explainer | None = None
         # Single flight: each key being looked up or predicted → (its run, its index there).
         self._in_flight: dict[str, tuple[asyncio.Task[_Answers], int]] = {}
 
@@ -139,6 +152,11 @@ class HousingModel(Model):  # type: ignore[misc]
         self._inline = self._regressor.kind == KIND_COMPILED_HGB
         self.version = served.version[:VERSION_CHARS]
         self._watch_drift(DriftReference.from_metadata(served.metadata))
+        loader = ExplainerLoader(
+            str(served.metadata.get("estimator")),
+            lambda: TreeShap(load_artifact(self.model_dir).estimator),
+        )
+        self._explainer = Explainer(loader, self._cache, self.key_prefix, self.version)
         logger.info(
             "Loaded model %s (%s, version %s) with the %s inference path (%s)",
             self.name,
@@ -166,7 +184,10 @@ class HousingModel(Model):  # type: ignore[misc]
         return [{"name": V2_INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": V2_OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}]
+        return [
+            {"name": V2_OUTPUT_NAME, "datatype": "FP64", "shape": [-1]},
+            {"name": V2_EXPLAIN_OUTPUT, "datatype": "FP64", "shape": [-1, N_FEATURES + 1]},
+        ]
 
     async def __call__(
         self,
@@ -207,9 +228,11 @@ class HousingModel(Model):  # type: ignore[misc]
     async def preprocess(
         self, payload: Any, headers: dict[str, str] | None = None
     ) -> PreparedBatch:
+        explain = False
         if isinstance(payload, LegacyRequest):
             route, request_id = Route.LEGACY, None
             rows = self._checked(validate_objects, payload.items)
+            explain = payload.explain
         else:
             try:
                 route, rows, request_id = self._decode_kserve(payload)
@@ -220,7 +243,12 @@ class HousingModel(Model):  # type: ignore[misc]
         canonical = canonical_rows(rows)
         keys = [cache_key(self.key_prefix, self.version, d) for d in row_digests(canonical)]
         outputs = _v2_outputs(payload) if route is Route.V2 else None
-        return PreparedBatch(route, rows, canonical, keys, request_id, outputs)
+        if outputs is not None:
+            explain = V2_EXPLAIN_OUTPUT in outputs.names
+        batch = PreparedBatch(route, rows, canonical, keys, request_id, outputs, explain)
+        if explain:
+            self._explaining().check()  # 501 for a model that cannot explain, before any work
+        return batch
 
     def _checked(self, validate: Any, items: Any) -> np.ndarray:
         if isinstance(items, list) and len(items) > self.max_batch_size:
@@ -287,7 +315,8 @@ class HousingModel(Model):  # type: ignore[misc]
         found = self._cache.peek(payload.keys)
         pending = [i for i, value in enumerate(found) if value is None]
         if not pending:
-            return BatchResult(payload, np.array(found, dtype=np.float64), "HIT")
+            hit = BatchResult(payload, np.array(found, dtype=np.float64), "HIT")
+            return await self._explained(hit) if payload.explain else hit
         predictions = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
         cached = np.ones(len(found), dtype=bool)
         if not self._cache.shared and self._inline and len(pending) <= INLINE_MAX_ROWS:
@@ -307,7 +336,25 @@ class HousingModel(Model):  # type: ignore[misc]
                 predictions[rows] = answers.values[positions]
                 cached[rows] = answers.cached[positions]
         status = "MISS" if not cached.any() else "HIT" if cached.all() else "PARTIAL"
-        return BatchResult(payload, predictions, status)
+        result = BatchResult(payload, predictions, status)
+        return await self._explained(result) if payload.explain else result
+
+    async def explain(
+        self, payload: PreparedBatch, headers: dict[str, str] | None = None
+    ) -> BatchResult:
+        """kserve's explain verb (V1 `:explain`): each row's prediction and explanation."""
+        self._explaining().check()
+        return await self.predict(replace(payload, explain=True))
+
+    def _explaining(self) -> Explainer:
+        if self._explainer is None:
+            raise RuntimeError(f"model {self.name} is not loaded")
+        return self._explainer
+
+    async def _explained(self, result: BatchResult) -> BatchResult:
+        batch = result.batch
+        explanations = await self._explaining().explain(batch.rows, row_digests(batch.canonical))
+        return replace(result, explanations=explanations)
 
     def _join_flights(
         self, batch: PreparedBatch, pending: list[int]
@@ -377,22 +424,48 @@ class HousingModel(Model):  # type: ignore[misc]
             response_headers["X-Cache"] = result.cache_status
         batch = result.batch
         values = result.predictions.tolist()
+        explained = result.explanations
         if batch.route is Route.LEGACY:
-            return {
+            answer = {
                 "query_key": query_key(batch.canonical),
                 "inputs": [dict(zip(FEATURES, row, strict=True)) for row in batch.rows.tolist()],
                 "prediction": values,
             }
+            if explained is not None:
+                answer["base_value"] = explained.base_value
+                answer["contributions"] = _by_feature(explained.contributions)
+            return answer
         if batch.route is Route.V1:
-            return {"predictions": values}
+            if explained is None:
+                return {"predictions": values}
+            return {
+                "explanations": [
+                    {"prediction": p, "base_value": explained.base_value, "contributions": c}
+                    for p, c in zip(values, _by_feature(explained.contributions), strict=True)
+                ]
+            }
         outputs = batch.outputs or V2Outputs(binary=False, requested=None)
-        data = result.predictions if outputs.as_array else values
-        output = InferOutput(name=V2_OUTPUT_NAME, shape=[len(values)], datatype="FP64", data=data)
+        infer_outputs = []
+        if V2_OUTPUT_NAME in outputs.names:
+            data = result.predictions if outputs.as_array else values
+            infer_outputs.append(
+                InferOutput(name=V2_OUTPUT_NAME, shape=[len(values)], datatype="FP64", data=data)
+            )
+        if explained is not None:
+            table = _treeshap_table(explained)
+            infer_outputs.append(
+                InferOutput(
+                    name=V2_EXPLAIN_OUTPUT,
+                    shape=list(table.shape),
+                    datatype="FP64",
+                    data=table if outputs.as_array else table.ravel().tolist(),
+                )
+            )
         return InferResponse(
             response_id=batch.request_id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=self.version,
-            infer_outputs=[output],
+            infer_outputs=infer_outputs,
             use_binary_outputs=outputs.binary,
             requested_outputs=outputs.requested,
         )
@@ -410,13 +483,25 @@ def v1_instances(body: Any) -> list[Any] | None:
     return rows if isinstance(rows, list) else None
 
 
+def _by_feature(contributions: np.ndarray) -> list[dict[str, float]]:
+    return [dict(zip(FEATURES, row, strict=True)) for row in contributions.tolist()]
+
+
+def _treeshap_table(explained: Explanations) -> np.ndarray:
+    """[N, 9]: each row's 8 contributions, then the base value (Triton FIL's layout)."""
+    base = np.full((len(explained.contributions), 1), explained.base_value)
+    return np.hstack([explained.contributions, base])
+
+
 def _check_requested_outputs(requested: list[RequestedOutput] | None) -> None:
-    """Only `predict` exists; name it at most once; `binary_data` is a boolean."""
+    """Only `predict` and `treeshap_output` exist; each named at most once; `binary_data`
+    is a boolean."""
     seen: set[str] = set()
     for output in requested or ():
-        if output.name != V2_OUTPUT_NAME:
+        if output.name not in V2_OUTPUTS:
             raise request_error(
-                f"unknown output {output.name!r}: this model has one output, {V2_OUTPUT_NAME!r}"
+                f"unknown output {output.name!r}: this model's outputs are "
+                f"{V2_OUTPUT_NAME!r} and {V2_EXPLAIN_OUTPUT!r}"
             )
         if output.name in seen:
             raise request_error(f"output {output.name!r} is requested twice")
@@ -432,8 +517,9 @@ def _v2_outputs(request: InferRequest) -> V2Outputs:
     named output without `binary_data`)."""
     binary = bool(request.use_binary_outputs)
     requested = request.request_outputs
-    if request.from_grpc:  # one output, already checked: kserve's to_grpc needs no list
-        return V2Outputs(binary, None)
+    names = tuple(o.name for o in requested) if requested else (V2_OUTPUT_NAME,)
+    if request.from_grpc:  # outputs already checked: kserve's to_grpc needs no list
+        return V2Outputs(binary, None, names=names)
     if requested:
         requested = [
             RequestedOutput(
@@ -445,7 +531,7 @@ def _v2_outputs(request: InferRequest) -> V2Outputs:
             )
             for output in requested
         ]
-    return V2Outputs(binary, requested, as_array=binary or bool(requested))
+    return V2Outputs(binary, requested, as_array=binary or bool(requested), names=names)
 
 
 def _too_many_rows(rows: int, limit: int) -> InvalidRows:
