@@ -7,15 +7,16 @@ rows share one value, as `HouseAge` does at 52); they go into `metadata.json` un
 The server's `FeatureHistogram` counts every validated row into those buckets and exports:
 
 - `housing_feature_value{feature, model_version}`: a Prometheus histogram whose `le` are the
-  boundaries (for the inputs' quantiles, `histogram_quantile`; rows counted: the `+Inf`
-  bucket, as Longitude's negative buckets leave it without `_sum` and `_count`, which
-  OpenMetrics and prometheus_client omit there);
+  boundaries (for the inputs' quantiles, `histogram_quantile`), buckets only: the rows
+  counted are its `+Inf` bucket, and no `_sum` is kept (nothing needs it);
 - `housing_feature_training_share{feature, model_version, le, previous_le}`: the training
   share of each bucket `(previous_le, le]`, so the recording rules
   (deploy/base/drift-rules.yaml) compute each feature's PSI from bucket rates summed across
   pods without a boundary written into them: a retrained model brings its own.
 
-Counting is one vectorised comparison per request (`observe`), not 8 `observe` calls per row.
+A request's rows are appended to a list (`observe`) and counted together, one vectorised
+comparison for thousands of rows, at the next scrape: not 8 `Histogram.observe` calls per
+row.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ HISTOGRAM_NAME: Final = "housing_feature_value"
 SHARE_NAME: Final = "housing_feature_training_share"
 # The `previous_le` of each feature's first bucket.
 BELOW_ALL: Final = "-Inf"
+# Rows gathered before they are counted without waiting for a scrape (bounds the memory).
+FLUSH_ROWS: Final = 4096
 
 
 def reference(training_rows: np.ndarray) -> dict[str, Any]:
@@ -105,23 +108,36 @@ class FeatureHistogram(Collector):
         self._buckets = widest + 1
         self._offsets = np.arange(N_FEATURES) * self._buckets
         self._counts = np.zeros(N_FEATURES * self._buckets, dtype=np.int64)
-        self._sums = np.zeros(N_FEATURES)
+        # Requests' rows wait here and are counted together, vectorised, at the next scrape
+        # or once FLUSH_ROWS have gathered: a request pays one append, not NumPy's fixed
+        # cost per call (microseconds, more than counting a row takes).
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     def observe(self, rows: np.ndarray) -> None:
-        """Count validated (n, 8) rows: one comparison against every bound, one bincount."""
-        # Bucket of each value: how many bounds lie strictly below it (Prometheus's `le`).
-        buckets = (rows[:, :, None] > self._bounds).sum(axis=2) + self._offsets
-        counts = np.bincount(buckets.ravel(), minlength=len(self._counts))
-        sums = rows.sum(axis=0)
+        """Count validated (n, 8) rows (not modified afterwards: they are kept until counted)."""
         with self._lock:
-            self._counts += counts
-            self._sums += sums
+            self._pending.append(rows)
+            self._pending_rows += len(rows)
+            if self._pending_rows >= FLUSH_ROWS:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        """Count the waiting rows into their buckets (value <= le); the lock is held."""
+        if not self._pending:
+            return
+        rows = np.vstack(self._pending)
+        self._pending.clear()
+        self._pending_rows = 0
+        # How many bounds lie strictly below each value: its bucket.
+        buckets = (rows[:, :, None] > self._bounds).sum(axis=2) + self._offsets
+        self._counts += np.bincount(buckets.ravel(), minlength=len(self._counts))
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
+            self._count_pending()
             counts = self._counts.reshape(N_FEATURES, self._buckets).copy()
-            sums = self._sums.copy()
         histogram = HistogramMetricFamily(
             HISTOGRAM_NAME,
             "Validated input values by feature, in the buckets of the training split's deciles.",
@@ -137,10 +153,9 @@ class FeatureHistogram(Collector):
             bounds = self._reference.boundaries[column]
             uppers = [*map(floatToGoString, bounds), "+Inf"]
             cumulative = np.cumsum(counts[column, : len(uppers)]).tolist()
+            # No _sum (nor, then, _count): nothing here needs the sum, and summing costs.
             histogram.add_metric(
-                [name, self._version],
-                list(zip(uppers, cumulative, strict=True)),
-                float(sums[column]),
+                [name, self._version], list(zip(uppers, cumulative, strict=True)), None
             )
             lowers = [BELOW_ALL, *uppers[:-1]]
             shares = self._reference.shares[column]

@@ -37,10 +37,12 @@ class NotExplainable(NotImplementedError):
     """The served estimator has no exact explanation: the explain routes answer 501."""
 
     def __init__(self, estimator: str) -> None:
-        super().__init__(
+        self.reason = (
             f"explanations need a tree model: only {', '.join(EXPLAINABLE)} "
             f"(HistGradientBoostingRegressor, TreeSHAP) explains; this model is {estimator!r}"
         )
+        """What kserve's gRPC interceptor sends with UNIMPLEMENTED (it reads `reason`)."""
+        super().__init__(self.reason)
 
 
 class TreeShap:

@@ -105,15 +105,25 @@ def rule_document() -> dict[str, Any]:
     return document
 
 
-def write_rules(path: Path, window: str | None = None) -> Path:
-    """The PrometheusRule's groups as a Prometheus rule file; `window` replaces the 1h rate
-    window (and the evaluation interval becomes 1s) for a Prometheus fed for seconds."""
+def recorded_metrics() -> set[str]:
+    """The series the rules record (the dashboard may query them)."""
     groups = rule_document()["spec"]["groups"]
-    if window is not None:
-        for group in groups:
+    return {rule["record"] for group in groups for rule in group["rules"] if "record" in rule}
+
+
+def write_rules(path: Path, window: str | None = None, hold: str | None = None) -> Path:
+    """The PrometheusRule's groups as a Prometheus rule file. For a Prometheus fed for
+    seconds: `window` replaces the 1h rate window (and rules run every second), `hold` the
+    alert's 30 minutes."""
+    groups = rule_document()["spec"]["groups"]
+    for group in groups:
+        if window is not None:
             group["interval"] = "1s"
-            for rule in group["rules"]:
+        for rule in group["rules"]:
+            if window is not None:
                 rule["expr"] = rule["expr"].replace("[1h]", f"[{window}]")
+            if hold is not None and "for" in rule:
+                rule["for"] = hold
     path.write_text(yaml.safe_dump({"groups": groups}))
     return path
 
