@@ -13,6 +13,7 @@ not a feature served as trained, not a shifted one with too few rows.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -205,23 +206,28 @@ def test_manifest_matches_the_prometheus_rule_api() -> None:
 
 
 def test_component_renders_into_an_overlay(tmp_path: Path) -> None:
-    """An overlay with the component (here prod's) gets the rule in its namespace."""
+    """The component on top of an overlay (prod) renders, beside its manifests, in the
+    namespace the including kustomization sets."""
     kubectl = require_tool("kubectl", "to render the component (its built-in kustomize)")
     (tmp_path / "kustomization.yaml").write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [str(REPO / "overlays" / "prod")],
-                "components": [str(COMPONENT)],
+                "namespace": "housing-prod",
+                # kustomize takes other kustomizations by relative path only.
+                "resources": [os.path.relpath(REPO / "overlays" / "prod", tmp_path)],
+                "components": [os.path.relpath(COMPONENT, tmp_path)],
             }
         )
     )
     rendered = subprocess.run(
         [kubectl, "kustomize", str(tmp_path)], capture_output=True, text=True, check=True
     ).stdout
-    [rule] = [doc for doc in yaml.safe_load_all(rendered) if doc["kind"] == "PrometheusRule"]
+    docs = list(yaml.safe_load_all(rendered))
+    [rule] = [doc for doc in docs if doc["kind"] == "PrometheusRule"]
     assert rule["metadata"]["namespace"] == "housing-prod"
+    assert {"InferenceService", "DomainMapping"} <= {doc["kind"] for doc in docs}
     assert rule["spec"] == rule_document()["spec"]
 
 
