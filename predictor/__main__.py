@@ -21,15 +21,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.logging import logger
     from kserve.model_repository import ModelRepository
 
-    from predictor import asgi, errors, logs, versions
-    from predictor.liveness import ModelPresence, TruthfulHealth
+    from predictor import errors, logs
+    from predictor.app import create_app, served_extensions
     from predictor.model import HousingModel
     from predictor.openapi import openapi_route
-    from predictor.repository import repository_extension
     from predictor.routes.docs import docs_routes
+    from predictor.routes.health import ModelPresence
     from predictor.server import PredictorServer
     from predictor.settings import parse_settings
-    from predictor.stack import wrap_stack
+    from predictor.upstream import kserve_dataplane, kserve_grpc_servicer, kserve_rest_app
+    from predictor.upstream.kserve_repository import repository_extension
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
     if settings.server["workers"] != 1:
@@ -71,30 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # objects and stall requests for 100 ms or more.
     gc.collect()
     gc.freeze()
-    memo = asgi.response_memo(settings.response_cache_size, settings.cache.local_ttl_seconds)
     app = kserve.model_server.app
     app.router.routes.append(openapi_route(settings.model_name, settings.max_batch_size))
     # First, ahead of FastAPI's own /docs (kserve's --enable_docs_url, which needs a CDN).
     app.router.routes[:0] = docs_routes()
-    versions.list_versions(server.dataplane, model.name, model.version)
-    versions.serve_versions_over_grpc(model.name, model.version)
+    kserve_dataplane.list_versions(server.dataplane, model.name, model.version)
+    extensions = served_extensions(settings.enable_model_repository)
+    kserve_dataplane.list_extensions(server.dataplane, extensions)
+    kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
+    kserve_rest_app.trim_kserve_app(app)
     errors.install(app)
-    # Inside PredictorASGI: health requests pass it, `/predict` (answered there) never does.
-    presence = ModelPresence(model, registry)
-    wrap_stack(
-        app,
-        lambda inner: TruthfulHealth(
-            inner, presence, settings.model_name, settings.unloaded_liveness_seconds
-        ),
-    )
-    asgi.install(
-        app,
-        model,
-        settings.max_body_bytes,
-        settings.max_inflight,
-        memo,
-        settings.offload_body_bytes,
-    )
+    server.serve_app(create_app(settings, model, app, ModelPresence(model, registry)))
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)
     server.start([model])

@@ -25,8 +25,8 @@ from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, Unsupporte
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from predictor.repository import RepositoryDisabled
-from predictor.stack import before_build
+from predictor.upstream.kserve_repository import RepositoryDisabled
+from predictor.upstream.starlette_stack import before_build
 
 logger: Final = logging.getLogger("kserve.predictor.errors")
 
@@ -48,16 +48,9 @@ _STATUS: Final[dict[type[BaseException], int]] = {
 }
 
 
-def log_client_error(request: Request, status: int, message: str) -> None:
+def log_client_error(method: str, path: str, status: int, message: str) -> None:
     """One short line; `client_error` lets predictor.logs rate-limit it."""
-    logger.warning(
-        "%s %s -> %d: %s",
-        request.method,
-        request.url.path,
-        status,
-        message,
-        extra={"client_error": True},
-    )
+    logger.warning("%s %s -> %d: %s", method, path, status, message, extra={"client_error": True})
 
 
 def _message(exc: BaseException) -> str:
@@ -69,7 +62,7 @@ def _message(exc: BaseException) -> str:
 async def client_error(request: Request, exc: Exception) -> JSONResponse:
     status = next(code for kind, code in _STATUS.items() if isinstance(exc, kind))
     message = _message(exc)
-    log_client_error(request, status, message)
+    log_client_error(request.method, request.url.path, status, message)
     return JSONResponse(status_code=status, content={"error": message})
 
 
@@ -77,7 +70,7 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """The router's own answers (404 no such path, 405 method) and any HTTPException."""
     assert isinstance(exc, HTTPException)
     message = str(exc.detail)
-    log_client_error(request, exc.status_code, message)
+    log_client_error(request.method, request.url.path, exc.status_code, message)
     return JSONResponse(
         status_code=exc.status_code, content={"error": message}, headers=exc.headers
     )
@@ -89,7 +82,7 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     message = "; ".join(
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in errors
     )
-    log_client_error(request, HTTPStatus.UNPROCESSABLE_ENTITY, message)
+    log_client_error(request.method, request.url.path, HTTPStatus.UNPROCESSABLE_ENTITY, message)
     return JSONResponse(
         status_code=HTTPStatus.UNPROCESSABLE_ENTITY,
         content={"error": message or "invalid request", "detail": _plain(errors)},

@@ -107,6 +107,16 @@ class Explanations:
     cached: np.ndarray
     """(n,) bool: whether each row's contributions came from the cache."""
 
+    def by_feature(self) -> list[dict[str, float]]:
+        """Each row's contributions by feature name, in schema order."""
+        return [dict(zip(FEATURES, row, strict=True)) for row in self.contributions.tolist()]
+
+    def table(self) -> np.ndarray:
+        """[N, 9]: each row's 8 contributions, then the base value (Triton FIL's layout of
+        its `treeshap_output`)."""
+        base = np.full((len(self.contributions), 1), self.base_value)
+        return np.hstack([self.contributions, base])
+
 
 class Explainer:
     """Contributions of validated rows, from the cache or TreeSHAP, cached per row."""

@@ -26,9 +26,11 @@ from typing import Any, Final
 from kserve import ModelServer
 from kserve.logging import logger
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from starlette.types import ASGIApp
 
 from predictor.limits import protocol_factory
 from predictor.settings import ConnectionLimits
+from predictor.upstream.kserve_rest_app import serve_app
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 # How long a stop waits for the gRPC server to come up before stopping it.
@@ -49,6 +51,11 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         self._loop: asyncio.AbstractEventLoop | None = None
         self._early_signal: int | None = None
         self._stopping: asyncio.Task[None] | None = None
+        self._app: ASGIApp | None = None
+
+    def serve_app(self, app: ASGIApp) -> None:
+        """Serve `app` over REST (predictor.app) in front of kserve's."""
+        self._app = app
 
     def register_signal_handler(self) -> None:
         for sig in STOP_SIGNALS:
@@ -68,6 +75,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
         self._loop = asyncio.get_running_loop()
         if self._rest_server is not None:
             self._rest_server.config.http = protocol_factory(self._limits)
+            if self._app is not None:
+                serve_app(self._rest_server, self._app)
         if self._early_signal is not None:
             logger.info("Stopped during start-up (signal %d)", self._early_signal)
             for server in self.servers:

@@ -303,7 +303,7 @@ TENSOR_CASES = {
     "negative-dimension": BadTensors("shape", [-1, 8]),
     "zero-rows": BadTensors("N >= 1, got [0, 8]", [0, 8], []),
     "3-dimensions": BadTensors("got [1, 1, 8]", [1, 1, 8]),
-    "int64": BadTensors("FP32 or FP64, got INT64", datatype="INT64", data=[1] * 8),
+    "bool": BadTensors("FP32 or FP64, got BOOL", datatype="BOOL", data=[True] * 8),
     "bytes": BadTensors("FP32 or FP64, got BYTES", datatype="BYTES", data=["a"] * 8),
     "no-input": BadTensors("exactly one input tensor, got 0", count=0),
     "two-inputs": BadTensors("exactly one input tensor, got 2", count=2),

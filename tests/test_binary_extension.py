@@ -68,7 +68,9 @@ CASES = {
     "bytes-missing": case({"inputs": [tensor()]}, "add up to 64", raw=RAW64[:-1]),
     "data-and-size": case({"inputs": [tensor(data=ROW)]}, "both data and binary_data_size"),
     "bytes-datatype": case({"inputs": [tensor(datatype="BYTES")]}, "cannot be sent as binary"),
-    "int64-datatype": case({"inputs": [tensor(datatype="INT64")]}, "FP32 or FP64"),
+    "fp16-datatype": case(
+        {"inputs": [tensor(size=16, datatype="FP16")]}, "FP32 or FP64", raw=RAW64[:16]
+    ),
     "two-inputs": case({"inputs": [tensor(), tensor()]}, "exactly one", raw=RAW64 * 2),
     "nan-value": case({"inputs": [tensor()]}, "MedInc", raw=nan_row()),
     "binary-output-not-bool": case(

@@ -19,7 +19,7 @@ def v2_body(data: list[float] | list[list[float]], shape: list[int]) -> dict[str
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        (v2_body([1.5] * 200_000, [1, 8]), "data holds 200000 items, shape [1, 8] needs 8"),
+        (v2_body([1.5] * 200_000, [1, 8]), "data holds 200000 items, shape [1, 8] takes 8"),
         (v2_body([1.5] * 16_000, [2000, 8]), "2000 rows exceed max_batch_size 1000"),
         (v2_body([1.5] * 7_999 + ["x"], [1000, 8]), "must hold numbers only"),  # type: ignore[list-item]
         ({**v2_body([[1.5] * 7] * 1000, [1000, 8]), "id": "p" * 70_000}, "holds 7000 values"),

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from predictor.cache import LocalCache
-from predictor.model import BatchResult, HousingModel, LegacyRequest
+from predictor.model import BatchResult, Decoded, HousingModel, Route
+from predictor.schema import validate_objects
 
 ROWS = [
     {"MedInc": 3.5 + i / 8, "HouseAge": 20.0, "AveRooms": 5.0, "AveBedrms": 1.0,
@@ -68,7 +69,9 @@ def new_model(model_dir: Path, cache: LocalCache) -> HousingModel:
 
 
 async def predict(model: HousingModel, rows: list[dict[str, float]]) -> BatchResult:
-    return await model.predict(await model.preprocess(LegacyRequest(rows)))
+    return await model.predict(
+        await model.preprocess(Decoded(Route.LEGACY, validate_objects(rows)))
+    )
 
 
 def test_concurrent_identical_misses_run_the_model_once(model_dir: Path) -> None:

@@ -1,13 +1,12 @@
-"""V2 REST requests (Open Inference Protocol) checked before kserve decodes them.
+"""V2 REST's binary tensor extension: a body split in a JSON part and raw tensor bytes.
 
-kserve decodes the binary tensor extension (`Inference-Header-Content-Length: N`: the
-first N bytes are the JSON request, the rest the inputs' raw bytes, each input's share
-given by its `binary_data_size` parameter) with `InferRequest.from_bytes`, which trusts
-every number in it: a size that does not match the tensor's shape, a header that is not
-a number or points past the body, or `inputs` that is not a list end in a 500 with a
-traceback. Here each such request gets a 400 that says what is wrong, and kserve sees
-only requests it decodes correctly. The extension's output parameters (`binary_data_output`
-on the request, `binary_data` on a requested output) must be booleans.
+`Inference-Header-Content-Length: N`: the first N bytes are the JSON request, the rest the
+inputs' raw bytes, each input's share given by its `binary_data_size` parameter. Every
+number in it is checked (a size that does not match the tensor's shape, a header that is
+not a number or points past the body): each such request gets a 400 that says what is
+wrong. The extension's output parameters (`binary_data_output` on the request,
+`binary_data` on a requested output) must be booleans. Answers in binary are encoded by
+predictor.protocol.v2.
 """
 
 from __future__ import annotations
@@ -16,13 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from starlette.types import Message, Send
-
 from predictor.json_body import InvalidJson, loads_strict
 
 INFERENCE_HEADER: Final = b"inference-header-content-length"
 BINARY_SIZE: Final = "binary_data_size"
-_OCTET_STREAM: Final = (b"content-type", b"application/octet-stream")
 # Bytes per element of the fixed-size datatypes (BYTES has no fixed size: it is refused).
 ITEM_BYTES: Final = {
     "BOOL": 1,
@@ -43,10 +39,10 @@ ITEM_BYTES: Final = {
 
 @dataclass(frozen=True)
 class BinaryBody:
-    """A binary-extension body split in two: the parsed JSON part and the raw bytes' length."""
+    """A binary-extension body split in two: the parsed JSON part and the raw bytes."""
 
     request: Any
-    tail_bytes: int
+    tail: memoryview
 
 
 class BadBinaryBody(ValueError):
@@ -73,38 +69,13 @@ def split_binary(header_value: bytes, body: bytes) -> BinaryBody:
             f"the first {json_length} bytes (Inference-Header-Content-Length) "
             f"are not a JSON request: {e}"
         ) from e
-    return BinaryBody(request, len(body) - json_length)
+    return BinaryBody(request, memoryview(body)[json_length:])
 
 
 def sent_in_binary(tensor: dict[str, Any]) -> bool:
     """Whether an input tensor names its data's size in the raw part of the body."""
     parameters = tensor.get("parameters")
     return isinstance(parameters, dict) and BINARY_SIZE in parameters
-
-
-def binary_answer(request: dict[str, Any]) -> bool:
-    """Whether an outlined V2 request may be answered in binary (kserve's answer then has
-    no Content-Type: it gets `application/octet-stream`, as Triton's)."""
-    if (request.get("parameters") or {}).get("binary_data_output") is True:
-        return True
-    return any(
-        (output.get("parameters") or {}).get("binary_data") is True
-        for output in request.get("outputs") or []
-    )
-
-
-def with_binary_content_type(send: Send) -> Send:
-    """`send`, adding `Content-Type: application/octet-stream` to a binary answer."""
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = message.get("headers", [])
-            names = {name.lower() for name, _ in headers}
-            if INFERENCE_HEADER in names and b"content-type" not in names:
-                message = {**message, "headers": [*headers, _OCTET_STREAM]}
-        await send(message)
-
-    return sending
 
 
 def extension_problem(request: dict[str, Any], tail_bytes: int | None) -> str | None:

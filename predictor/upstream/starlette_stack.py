@@ -8,10 +8,18 @@ registered, without re-implementing kserve's ModelServer.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
+
+
+def check_upstream() -> None:
+    """What this module relies on: Starlette builds its middleware stack on the first
+    call, through `self.build_middleware_stack()`."""
+    assert "self.build_middleware_stack()" in inspect.getsource(Starlette.__call__)
 
 
 def wrap_stack(app: Any, wrap: Callable[[ASGIApp], ASGIApp]) -> None:

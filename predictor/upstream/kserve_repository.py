@@ -9,6 +9,7 @@ loads the model again from its directory (kserve's own does nothing for a custom
 
 from __future__ import annotations
 
+import inspect
 from typing import Final
 
 from grpc_interceptor.exceptions import PermissionDenied
@@ -23,6 +24,17 @@ DISABLED_MESSAGE: Final = (
     "the model repository API is disabled; start the server with "
     "--enable_model_repository true to allow loading and unloading models"
 )
+
+
+def check_upstream() -> None:
+    """What this module relies on: the extension's `__init__(model_registry)` and its
+    async `load(model_name)` / `unload(model_name)`, which kserve's REST and gRPC call."""
+    init = inspect.signature(ModelRepositoryExtension.__init__)
+    assert "model_registry" in init.parameters, "ModelRepositoryExtension(model_registry=...)"
+    for name in ("load", "unload"):
+        method = getattr(ModelRepositoryExtension, name)
+        assert inspect.iscoroutinefunction(method), name
+        assert list(inspect.signature(method).parameters) == ["self", "model_name"], name
 
 
 class RepositoryDisabled(PermissionDenied):  # type: ignore[misc]
