@@ -47,8 +47,10 @@ def plot(row: Mapping[str, float], explanation: Mapping[str, Any], out: Path) ->
     ranked = sorted(contributions.items(), key=lambda item: abs(item[1]))  # largest on top
     figure, axis = plt.subplots(figsize=(8, 4.5))
     start = base + sum(value for _, value in ranked)  # the prediction: walk back down
+    edges = [start, base]
     for position, (_, value) in reversed(list(enumerate(ranked))):
         start -= value
+        edges.append(start)
         axis.barh(position, value, left=start, color=UP if value >= 0 else DOWN)
         label = f"{value:+.3f}"
         axis.text(start + max(value, 0) + 0.02, position, label, va="center", fontsize=9)
@@ -58,6 +60,8 @@ def plot(row: Mapping[str, float], explanation: Mapping[str, Any], out: Path) ->
     prediction = float(explanation["prediction"])
     axis.axvline(base, color="gray", linestyle=":", linewidth=1)
     axis.axvline(prediction, color="black", linestyle="--", linewidth=1)
+    low, high = min(edges), max(edges)
+    axis.set_xlim(low - 0.05 * (high - low), high + 0.12 * (high - low))  # room for labels
     axis.set_xlabel("median house value (100,000 USD)")
     axis.set_title(
         f"Why {prediction:.3f}? From the base value {base:.3f} (dotted) to the prediction (dashed)",

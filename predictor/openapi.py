@@ -40,7 +40,9 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
         },
         "paths": {
             "/predict": _legacy_predict(max_batch_size),
+            "/explain": _legacy_predict(max_batch_size, explain=True),
             f"{v1}:predict": _v1_predict(max_batch_size),
+            f"{v1}:explain": _v1_predict(max_batch_size, explain=True),
             f"{v2}/infer": _v2_infer(max_batch_size),
             v1: _get("Model readiness (V1)", _V1_READY),
             v2: _get("Model metadata (V2)", _V2_METADATA),
@@ -303,14 +305,32 @@ _MALFORMED: Final = (
 # -- the three prediction routes -----------------------------------------------------------
 
 
-def _legacy_predict(max_batch_size: int) -> Schema:
+def _contributions() -> Schema:
+    return {
+        "type": "object",
+        "description": "Each feature's TreeSHAP contribution: with the base value, they sum "
+        "to the prediction.",
+        "properties": {name: {"type": "number"} for name in FEATURES},
+        "required": list(FEATURES),
+        "additionalProperties": False,
+    }
+
+
+_BASE_VALUE: Final = {
+    "type": "number",
+    "description": "The model's mean prediction over its training data.",
+}
+_NOT_EXPLAINABLE: Final = "The served model does not explain (only hgb, a tree model, does)."
+
+
+def _legacy_predict(max_batch_size: int, explain: bool = False) -> Schema:
     body = {
         "type": "array",
         "minItems": 1,
         "maxItems": max_batch_size,
         "items": _ref("HousingFeatures"),
     }
-    answer = {
+    answer: Schema = {
         "type": "object",
         "required": ["query_key", "inputs", "prediction"],
         "additionalProperties": False,
@@ -333,6 +353,10 @@ def _legacy_predict(max_batch_size: int) -> Schema:
             "prediction": {"type": "array", "items": {"type": "number"}},
         },
     }
+    if explain:
+        answer["required"] = ["query_key", "inputs", "prediction", "base_value", "contributions"]
+        answer["properties"]["base_value"] = _BASE_VALUE
+        answer["properties"]["contributions"] = {"type": "array", "items": _contributions()}
     detail_item = {
         "type": "object",
         "required": ["loc", "msg"],
@@ -360,8 +384,13 @@ def _legacy_predict(max_batch_size: int) -> Schema:
             invalid,
         ),
     }
+    if explain:
+        errors["501"] = _error(_NOT_EXPLAINABLE)
+    api = "the original system's API"
     return _predict(
-        "Predict house values (the original system's API)",
+        f"Explain house values ({api}, with TreeSHAP)"
+        if explain
+        else f"Predict house values ({api})",
         body,
         answer,
         errors,
@@ -370,7 +399,7 @@ def _legacy_predict(max_batch_size: int) -> Schema:
     )
 
 
-def _v1_predict(max_batch_size: int) -> Schema:
+def _v1_predict(max_batch_size: int, explain: bool = False) -> Schema:
     instance = {"anyOf": [_ref("HousingFeatures"), _ref("FeatureArray")]}
     rows = {"type": "array", "minItems": 1, "maxItems": max_batch_size, "items": instance}
     # KServe's V1 protocol names the rows `instances` or `inputs`: one of the two.
@@ -389,14 +418,31 @@ def _v1_predict(max_batch_size: int) -> Schema:
         "required": ["predictions"],
         "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
     }
+    if explain:
+        explanation = {
+            "type": "object",
+            "required": ["prediction", "base_value", "contributions"],
+            "properties": {
+                "prediction": {"type": "number"},
+                "base_value": _BASE_VALUE,
+                "contributions": _contributions(),
+            },
+        }
+        answer = {
+            "type": "object",
+            "required": ["explanations"],
+            "properties": {"explanations": {"type": "array", "items": explanation}},
+        }
     bad_request = (
         f"{_MALFORMED}; an invalid instance or field; or more instances than --max_batch_size."
     )
     return _predict(
-        "Predict house values (KServe V1)",
+        "Explain house values (KServe V1, TreeSHAP)"
+        if explain
+        else "Predict house values (KServe V1)",
         body,
         answer,
-        {},
+        {"501": _error(_NOT_EXPLAINABLE)} if explain else {},
         bad_request,
         {"instances": [EXAMPLE_ROW]},
     )
@@ -469,13 +515,15 @@ def _v2_infer(max_batch_size: int) -> Schema:
             },
             "outputs": {
                 "type": ["array", "null"],
-                "description": "The outputs to answer with: this model has one.",
-                "maxItems": 1,
+                "description": "The outputs to answer with, in this order (default: predict): "
+                "predict, and treeshap_output ([N, 9]: each row's 8 TreeSHAP contributions "
+                "in feature order, then the base value; Triton FIL's layout).",
+                "maxItems": 2,
                 "items": {
                     "type": "object",
                     "required": ["name"],
                     "properties": {
-                        "name": {"const": "predict"},
+                        "name": {"enum": ["predict", "treeshap_output"]},
                         "parameters": _parameters(
                             binary_data={
                                 "type": "boolean",
@@ -492,8 +540,8 @@ def _v2_infer(max_batch_size: int) -> Schema:
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "properties": {
-            "name": {"const": "predict"},
-            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
+            "name": {"enum": ["predict", "treeshap_output"]},
+            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2},
             "datatype": {"const": "FP64"},
             "parameters": {"type": ["object", "null"]},
             "data": {"type": "array", "items": {"type": "number"}},
@@ -507,7 +555,7 @@ def _v2_infer(max_batch_size: int) -> Schema:
             "model_version": {"type": ["string", "null"]},
             "id": {"type": "string", "description": "The request's id, or a new UUID."},
             "parameters": {"type": ["object", "null"]},
-            "outputs": {"type": "array", "items": output, "minItems": 1, "maxItems": 1},
+            "outputs": {"type": "array", "items": output, "minItems": 1, "maxItems": 2},
         },
     }
     unprocessable = _json_response(
@@ -528,7 +576,7 @@ def _v2_infer(max_batch_size: int) -> Schema:
         "Predict house values (Open Inference Protocol, V2)",
         body,
         answer,
-        {"422": unprocessable},
+        {"422": unprocessable, "501": _error(f"treeshap_output asked: {_NOT_EXPLAINABLE}")},
         bad_request,
         example,
         binary_answer=True,
