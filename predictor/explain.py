@@ -80,8 +80,7 @@ class ExplainerLoader:
     async def get(self) -> TreeShap:
         if self._explainer is not None:
             return self._explainer
-        if self.estimator not in EXPLAINABLE:
-            raise NotExplainable(self.estimator)
+        self.check()
         if self._loading is None:
             self._loading = asyncio.ensure_future(asyncio.to_thread(self._build))
         loading = self._loading
@@ -101,11 +100,12 @@ class ExplainerLoader:
 
 @dataclass(frozen=True)
 class Explanations:
+    """Rows' explanations: with the base value, each row's contributions sum to its
+    prediction."""
+
     contributions: np.ndarray
     """(n, 8): each feature's contribution, in schema order."""
     base_value: float
-    cached: np.ndarray
-    """(n,) bool: whether each row's contributions came from the cache."""
 
     def by_feature(self) -> list[dict[str, float]]:
         """Each row's contributions by feature name, in schema order."""
@@ -132,7 +132,7 @@ class Explainer:
     def check(self) -> None:
         self._loader.check()
 
-    def keys(self, digests: Sequence[str]) -> list[str]:
+    def _keys(self, digests: Sequence[str]) -> list[str]:
         """One cache key per row and feature: `<prefix>:shap:<version>:<row md5>:<feature>`."""
         return [
             cache_key(self._namespace, self._version, f"{digest}:{name}")
@@ -141,13 +141,16 @@ class Explainer:
         ]
 
     async def explain(self, rows: np.ndarray, digests: Sequence[str]) -> Explanations:
+        """The rows' explanations; `digests` are their canonical md5s (the cache keys').
+
+        The explainer is loaded first even when every row is cached: it holds the base
+        value."""
         explainer = await self._loader.get()
-        keys = self.keys(digests)
+        keys = self._keys(digests)
         found = await self._cache.lookup(keys)
         values = np.array([np.nan if v is None else v for v in found], dtype=np.float64)
         contributions = values.reshape(len(rows), N_FEATURES)
-        cached = np.asarray(~np.isnan(contributions).any(axis=1))
-        missing = np.flatnonzero(~cached)
+        missing = np.flatnonzero(np.isnan(contributions).any(axis=1))
         if missing.size:
             computed = await asyncio.to_thread(explainer.contributions, rows[missing])
             contributions[missing] = computed
@@ -157,4 +160,4 @@ class Explainer:
                 for column, value in enumerate(values_row)
             }
             await self._cache.insert(entries)
-        return Explanations(contributions, explainer.base_value, cached)
+        return Explanations(contributions, explainer.base_value)
