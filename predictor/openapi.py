@@ -492,6 +492,22 @@ def _tensor(datatype: str, max_batch_size: int) -> Schema:
     }
 
 
+def _requested_output(*names: str) -> Schema:
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"enum": list(names)},
+            "parameters": _parameters(
+                binary_data={
+                    "type": "boolean",
+                    "description": "In binary or not, whatever binary_data_output says.",
+                }
+            ),
+        },
+    }
+
+
 def _v2_infer(max_batch_size: int) -> Schema:
     fp64, fp32 = (_tensor(datatype, max_batch_size) for datatype in ("FP64", "FP32"))
     body = {
@@ -517,22 +533,22 @@ def _v2_infer(max_batch_size: int) -> Schema:
                 "type": ["array", "null"],
                 "description": "The outputs to answer with, in this order (default: predict): "
                 "predict, and treeshap_output ([N, 9]: each row's 8 TreeSHAP contributions "
-                "in feature order, then the base value; Triton FIL's layout).",
-                "maxItems": 2,
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"enum": ["predict", "treeshap_output"]},
-                        "parameters": _parameters(
-                            binary_data={
-                                "type": "boolean",
-                                "description": "In binary or not, whatever "
-                                "binary_data_output says.",
-                            }
-                        ),
-                    },
-                },
+                "in feature order, then the base value; Triton FIL's layout); each at most "
+                "once.",
+                "anyOf": [
+                    {"maxItems": 1, "items": _requested_output("predict", "treeshap_output")},
+                    *(
+                        {
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "prefixItems": [_requested_output(a), _requested_output(b)],
+                        }
+                        for a, b in (
+                            ("predict", "treeshap_output"),
+                            ("treeshap_output", "predict"),
+                        )
+                    ),
+                ],
             },
         },
     }
