@@ -22,14 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.model_repository import ModelRepository
 
     from predictor import errors, logs
-    from predictor.app import create_app, served_extensions
+    from predictor.app import create_app, extend_kserve_app, served_extensions
     from predictor.model import HousingModel
-    from predictor.openapi import openapi_route
-    from predictor.routes.docs import docs_routes
     from predictor.routes.health import ModelPresence
     from predictor.server import PredictorServer
     from predictor.settings import parse_settings
-    from predictor.upstream import kserve_dataplane, kserve_grpc_servicer, kserve_rest_app
+    from predictor.upstream import kserve_dataplane, kserve_grpc_servicer
     from predictor.upstream.kserve_repository import repository_extension
 
     settings = parse_settings(kserve.model_server.parser, argv, os.environ)
@@ -73,15 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     app = kserve.model_server.app
-    app.router.routes.append(openapi_route(settings.model_name, settings.max_batch_size))
-    # First, ahead of FastAPI's own /docs (kserve's --enable_docs_url, which needs a CDN).
-    app.router.routes[:0] = docs_routes()
+    extend_kserve_app(app, settings.model_name, settings.max_batch_size)
     kserve_dataplane.list_versions(server.dataplane, model.name, model.version)
     extensions = served_extensions(settings.enable_model_repository)
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
-    kserve_rest_app.trim_kserve_app(app)
-    errors.install(app)
     server.serve_app(create_app(settings, model, app, ModelPresence(model, registry)))
     _use_uvloop(settings.server["event_loop"])
     _tie_to_lifespan(cache, app)

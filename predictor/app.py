@@ -18,14 +18,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from predictor import errors
 from predictor.admission import Admission
 from predictor.answers import error_answer, send_answer
 from predictor.model import HousingModel
+from predictor.openapi import openapi_route
 from predictor.routes import health, legacy, v1, v2
+from predictor.routes.docs import docs_routes
 from predictor.routes.inference import response_memo
 from predictor.settings import Settings
+from predictor.upstream import kserve_rest_app
 from predictor.versions import UnservedVersion, unversioned_path
 
 BINARY_EXTENSION: Final = "binary_tensor_data"
@@ -35,6 +40,16 @@ REPOSITORY_EXTENSION: Final = "model_repository_extension"
 def served_extensions(model_repository: bool) -> list[str]:
     """The V2 extensions this server serves, as `GET /v2` lists them."""
     return [BINARY_EXTENSION, *([REPOSITORY_EXTENSION] if model_repository else [])]
+
+
+def extend_kserve_app(app: FastAPI, model_name: str, max_batch_size: int) -> None:
+    """What the project adds to kserve's app: its OpenAPI document and `/docs` (ahead of
+    FastAPI's own, kserve's --enable_docs_url, which needs a CDN), JSON errors, no
+    trailing-slash redirects."""
+    app.router.routes.append(openapi_route(model_name, max_batch_size))
+    app.router.routes[:0] = docs_routes()
+    kserve_rest_app.trim_kserve_app(app)
+    errors.install(app)
 
 
 def create_app(
@@ -75,10 +90,9 @@ class PredictorApp:
             self._routes[path] = health_check
         self._model = model
 
-    @property
-    def paths(self) -> list[str]:
-        """The paths served here (the rest is kserve's app's route table)."""
-        return list(self._routes)
+    def route_table(self) -> dict[str, tuple[str, ...]]:
+        """The paths served here and their methods (the rest is kserve's app's table)."""
+        return {path: getattr(route, "methods", ("GET",)) for path, route in self._routes.items()}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -49,6 +49,22 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
             "/health": _health(),
             "/v2/health/live": _get("Liveness", _flag("live")),
             "/v2/health/ready": _get("Readiness", _flag("ready")),
+            f"{v2}/ready": _get("Model readiness (V2)", _V2_READY),
+            f"{v2}/versions/{{version}}": _versioned(_get("Model metadata", _V2_METADATA)),
+            f"{v2}/versions/{{version}}/ready": _versioned(_get("Model readiness", _V2_READY)),
+            f"{v2}/versions/{{version}}/infer": _versioned(_v2_infer(max_batch_size)),
+            "/v2": _get("Server metadata: the extensions served", _SERVER_METADATA),
+            "/v2/models": _get("The models served (V2)", _MODEL_LIST),
+            "/v1/models": _get("The models served (V1)", _MODEL_LIST),
+            f"{v1}:explain": _explain(),
+            "/v2/repository/models/{name}/load": _repository("Load a model"),
+            "/v2/repository/models/{name}/unload": _repository("Unload a model"),
+            "/": _get("Liveness (kserve's)", {"type": "object"}),
+            "/metrics": _text_get("Prometheus metrics", "text/plain"),
+            "/docs": _text_get("Swagger UI over this document", "text/html"),
+            "/docs/assets/{path}": _asset(),
+            OPENAPI_PATH: _get("This document", {"type": "object"}),
+            "/openapi.json": _get("FastAPI's document of kserve's own routes", {"type": "object"}),
         },
         "components": {
             "schemas": {
@@ -216,6 +232,87 @@ _V2_METADATA: Final = {
         "outputs": {"type": "array", "items": _METADATA_TENSOR},
     },
 }
+
+
+_V2_READY: Final = {
+    "type": "object",
+    "required": ["name", "ready"],
+    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+}
+_SERVER_METADATA: Final = {
+    "type": "object",
+    "required": ["name", "version", "extensions"],
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string"},
+        "extensions": {"type": "array", "items": {"type": "string"}},
+    },
+}
+_MODEL_LIST: Final = {
+    "type": "object",
+    "required": ["models"],
+    "properties": {"models": {"type": "array", "items": {"type": "string"}}},
+}
+
+
+def _versioned(path_item: Schema) -> Schema:
+    """A route under `/versions/{version}`: the served version answers like the unversioned
+    route, any other is a 404."""
+    version = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "description": "The served model version (X-Model-Version); any other is a 404.",
+        "schema": {"type": "string"},
+    }
+    operations = {}
+    for method, operation in path_item.items():
+        responses = {**operation["responses"], "404": _error("Not the served version.")}
+        operations[method] = {**operation, "parameters": [version], "responses": responses}
+    return operations
+
+
+def _explain() -> Schema:
+    return {
+        "post": {
+            "summary": "Explain (KServe V1): this model has no explainer",
+            "responses": {"501": _error("Not implemented.")},
+        }
+    }
+
+
+def _repository(summary: str) -> Schema:
+    name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "post": {
+            "summary": f"{summary} (the V2 repository extension, off by default)",
+            "parameters": [name],
+            "responses": {
+                "200": _json_response("Done.", {"type": "object"}),
+                "403": _error("The repository API is off (--enable_model_repository)."),
+                "404": _error("No such model."),
+            },
+        }
+    }
+
+
+def _text_get(summary: str, media_type: str) -> Schema:
+    ok = {"description": "OK", "content": {media_type: {"schema": {"type": "string"}}}}
+    return {"get": {"summary": summary, "responses": {"200": ok}}}
+
+
+def _asset() -> Schema:
+    path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "get": {
+            "summary": "Swagger UI's files, served offline",
+            "parameters": [path],
+            "responses": {
+                "200": {"description": "The file.", "content": {"*/*": {}}},
+                "404": {"description": "No such file."},
+            },
+        }
+    }
 
 
 def _flag(name: str) -> Schema:

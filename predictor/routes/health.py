@@ -85,6 +85,8 @@ class ModelPresence:
 class TruthfulHealth:
     """kserve's readiness and liveness paths, answered 503 here once the model is gone."""
 
+    methods = ("GET",)
+
     def __init__(
         self, kserve: ASGIApp, presence: ModelPresence, model_name: str, unloaded_liveness: float
     ) -> None:

@@ -84,6 +84,8 @@ async def decode_body(
 class InferenceRoute:
     """One inference route: see the module docstring."""
 
+    methods = ("POST",)
+
     def __init__(
         self,
         name: str,

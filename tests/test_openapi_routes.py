@@ -1,0 +1,73 @@
+"""The OpenAPI document covers every REST route the server has: the project's own
+(predictor.app) and kserve's app as the server builds it (its routes, plus what
+predictor.app adds), walked route by route."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from predictor.cache import LocalCache
+from predictor.openapi import openapi_document
+
+MODEL = "housing"
+
+
+def walk(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
+    """(path, methods) of every route, inside included routers and mounts too."""
+    for route in routes:
+        if hasattr(route, "original_router"):  # FastAPI's included router
+            yield from walk(route.original_router.routes)
+        elif getattr(route, "methods", None) is None:  # a Mount: GET its files
+            yield route.path + "/{path}", frozenset({"GET"})
+        else:
+            yield route.path, frozenset(route.methods)
+
+
+def server_route_table() -> set[tuple[str, str]]:
+    """Every (method, path) the server answers (HEAD aside: every GET route takes it)."""
+    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv on import
+    try:
+        import kserve
+        from kserve.model_repository import ModelRepository
+        from kserve.protocol.dataplane import DataPlane
+        from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+        from kserve.protocol.rest.server import RESTServer
+    finally:
+        sys.argv = argv
+    from predictor.app import create_app, extend_kserve_app
+    from predictor.model import HousingModel
+    from predictor.routes.health import ModelPresence
+    from predictor.settings import parse_settings
+
+    registry = ModelRepository()
+    rest = RESTServer(
+        "kserve.model_server:app", DataPlane(registry), ModelRepositoryExtension(registry), 0
+    )
+    rest.create_application()
+    app = kserve.model_server.app
+    extend_kserve_app(app, MODEL, 1000)
+    settings = parse_settings(kserve.model_server.parser, ["--model_dir", "/nowhere"], {})
+    model = HousingModel(MODEL, Path("/nowhere"), LocalCache(10, 1.0), 1000)
+    front = create_app(settings, model, app, ModelPresence(model, registry))
+    table = {(m, p) for p, methods in walk(app.router.routes) for m in methods}
+    table |= {(m, p) for p, methods in front.route_table().items() for m in methods}
+    return {
+        (method, path.replace("{model_name}", MODEL).replace("{model_version}", "{version}"))
+        for method, path in table
+        if method != "HEAD"
+    }
+
+
+def test_every_route_of_the_server_is_in_the_document() -> None:
+    document = openapi_document(MODEL)
+    documented = {
+        (method.upper(), path.replace("{name}", MODEL))
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    routes = server_route_table()
+    assert len(routes) > 20
+    assert routes - documented == set()
