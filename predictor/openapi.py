@@ -56,7 +56,6 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
             "/v2": _get("Server metadata: the extensions served", _SERVER_METADATA),
             "/v2/models": _get("The models served (V2)", _MODEL_LIST),
             "/v1/models": _get("The models served (V1)", _MODEL_LIST),
-            f"{v1}:explain": _explain(),
             "/v2/repository/models/{name}/load": _repository("Load a model"),
             "/v2/repository/models/{name}/unload": _repository("Unload a model"),
             "/": _get("Liveness (kserve's)", {"type": "object"}),
@@ -270,15 +269,6 @@ def _versioned(path_item: Schema) -> Schema:
         responses = {**operation["responses"], "404": _error("Not the served version.")}
         operations[method] = {**operation, "parameters": [version], "responses": responses}
     return operations
-
-
-def _explain() -> Schema:
-    return {
-        "post": {
-            "summary": "Explain (KServe V1): this model has no explainer",
-            "responses": {"501": _error("Not implemented.")},
-        }
-    }
 
 
 def _repository(summary: str) -> Schema:
