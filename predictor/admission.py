@@ -10,10 +10,9 @@ others out. Every answered inference request, 4xx and shed 503s included, is tim
 
 from __future__ import annotations
 
-from typing import Any
-
 from predictor.answers import Answer, error_answer
 from predictor.metrics import INFLIGHT, REQUEST_SECONDS
+from predictor.upstream.prometheus_histogram import FastObserver
 
 
 class Admission:
@@ -22,7 +21,7 @@ class Admission:
     def __init__(self, max_inflight: int) -> None:
         self.max_inflight = max_inflight
         self.inflight = 0
-        self._timers: dict[tuple[str, int], Any] = {}
+        self._timers: dict[tuple[str, int], FastObserver] = {}
         INFLIGHT.set_function(lambda: self.inflight)
 
     def enter(self) -> bool:
@@ -47,5 +46,5 @@ class Admission:
         key = (route, status)
         timer = self._timers.get(key)
         if timer is None:
-            timer = self._timers[key] = REQUEST_SECONDS.labels(route, str(status))
+            timer = self._timers[key] = FastObserver(REQUEST_SECONDS.labels(route, str(status)))
         timer.observe(seconds)

@@ -1,10 +1,12 @@
-"""kserve's ModelServer with our HTTP protocol, repository extension and signal handling.
+"""kserve's ModelServer with our HTTP protocol, app, repository extension and signal handling.
 
-Three changes to kserve's `ModelServer`, each at a hook kserve itself calls:
+uvicorn serves the project's app (predictor.app, given with `serve_app`) in front of
+kserve's. Three changes to kserve's `ModelServer`, each at a hook kserve itself calls:
 
 - uvicorn speaks `predictor.limits`' bounded protocol (set in `_serve`, before uvicorn
   loads its config);
-- the model repository extension is the one given (predictor.repository: off by default);
+- the model repository extension is the one given (predictor.upstream.kserve_repository:
+  off by default);
 - SIGTERM, SIGINT and SIGQUIT stop the server cleanly at any moment of start-up. kserve's
   handler creates a task, which raises when the event loop is not running yet (a crash
   with a traceback), and may stop the gRPC server before it started (which then serves

@@ -4,7 +4,8 @@ The version is the first 16 hex digits of the artifact's sha256 (`HousingModel.v
 the `X-Model-Version` header, V2 `model_version`, the metadata's `versions`, gRPC and the
 cache keys all use it. kserve registers `/v2/models/{name}/versions/{version}/...` but
 answers 501 on them and lists no versions; here the served version answers exactly like
-the unversioned routes (REST and gRPC), and any other version is a 404 that names both.
+the unversioned routes (REST here, gRPC in predictor.upstream.kserve_grpc_servicer), and
+any other version (or model) is a 404 that names both.
 """
 
 from __future__ import annotations

@@ -281,3 +281,33 @@ def test_other_versions_are_404_naming_the_served_one(client: httpx.Client, suff
     assert "no version '1'" in response.json()["error"]
     version = client.get("/v2/models/housing").json()["versions"][0]
     assert version in response.json()["error"]
+
+
+def metric_value(client: httpx.Client, name: str, labels: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{") and labels in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+@pytest.mark.parametrize("route", ["legacy", "v1", "v2"])
+def test_every_route_moves_kserves_stage_histograms_and_the_request_histogram(
+    client: httpx.Client, sample: list[dict[str, float]], route: str
+) -> None:
+    stages = (
+        "request_preprocess_seconds",
+        "request_predict_seconds",
+        "request_postprocess_seconds",
+    )
+    model = 'model_name="housing"'
+    before = [metric_value(client, f"{stage}_count", model) for stage in stages]
+    ours = metric_value(client, "housing_request_seconds_count", f'route="{route}",status="200"')
+    rows = [{**item, "AveOccup": 2.0 + n / 7} for n, item in enumerate(sample)]
+    flat = [v for item in rows for v in as_array(item)]
+    send = {"legacy": lambda: legacy(client, rows), "v1": lambda: v1(client, rows)}
+    response = send.get(route, lambda: v2(client, flat, [len(rows), 8]))()
+    assert response.status_code == 200, response.text
+    after = [metric_value(client, f"{stage}_count", model) for stage in stages]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1.0, 1.0, 1.0]
+    counted = metric_value(client, "housing_request_seconds_count", f'route="{route}",status="200"')
+    assert counted == ours + 1
