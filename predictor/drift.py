@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import numpy as np
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.utils import floatToGoString
 
 from predictor.schema import FEATURES, N_FEATURES
@@ -92,6 +92,24 @@ class DriftReference:
             if len(share) != len(bounds) + 1 or not math.isclose(sum(share), 1.0):
                 raise ValueError(f"{METADATA_KEY}: {name} needs one share per bucket, summing to 1")
         return cls(boundaries, shares)
+
+
+class Exported:
+    """The one drift histogram the default registry exports: a newly loaded model's
+    replaces the previous one's (several models in one process, as in tests, share the
+    metric names)."""
+
+    _current: FeatureHistogram | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def replace(cls, histogram: FeatureHistogram | None) -> None:
+        with cls._lock:
+            if cls._current is not None:
+                REGISTRY.unregister(cls._current)
+            cls._current = histogram
+            if histogram is not None:
+                REGISTRY.register(histogram)
 
 
 class FeatureHistogram(Collector):

@@ -23,11 +23,10 @@ from kserve.logging import logger
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
-from prometheus_client import REGISTRY
 
 from predictor.artifact import load_artifact, load_serving_model
 from predictor.cache import PredictionCache, cache_key, count
-from predictor.drift import DriftReference, FeatureHistogram
+from predictor.drift import DriftReference, Exported, FeatureHistogram
 from predictor.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
@@ -148,14 +147,10 @@ class HousingModel(Model):  # type: ignore[misc]
     def _watch_drift(self, reference: DriftReference | None) -> None:
         """Export the served inputs' histogram over this model's training deciles (replacing
         an earlier model's); a model trained without them exports none."""
-        if self._drift is not None:
-            REGISTRY.unregister(self._drift)
-            self._drift = None
         if reference is None:
             logger.warning("Model %s has no training deciles: no drift histogram", self.name)
-            return
-        self._drift = FeatureHistogram(reference, self.version)
-        REGISTRY.register(self._drift)
+        self._drift = None if reference is None else FeatureHistogram(reference, self.version)
+        Exported.replace(self._drift)
 
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": v2.INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
