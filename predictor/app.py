@@ -1,7 +1,8 @@
 """The ASGI app uvicorn calls: the project's routes first, then kserve's FastAPI app.
 
 Served here, in plain ASGI, without FastAPI's routing, dependencies or pydantic:
-- inference: legacy `POST /predict`, V1 `POST /v1/models/{name}:predict`, V2
+- inference: legacy `POST /predict` and `POST /explain`, V1
+  `POST /v1/models/{name}:predict` and `:explain`, V2
   `POST /v2/models/{name}[/versions/{version}]/infer` (predictor.routes.*);
 - `GET /health` and the truth about readiness and liveness (predictor.routes.health);
 - versioned V2 routes of the served version, as the unversioned ones; any other version,
@@ -60,7 +61,9 @@ def create_app(
     sizes = (settings.max_body_bytes, settings.offload_body_bytes)
     routes: dict[str, ASGIApp] = {
         legacy.PATH: legacy.route(model, admission, *sizes, memo),
+        legacy.EXPLAIN_PATH: legacy.route(model, admission, *sizes, memo, explain=True),
         v1.path(model.name): v1.route(model, admission, *sizes, memo),
+        v1.explain_path(model.name): v1.route(model, admission, *sizes, memo, explain=True),
         v2.path(model.name): v2.route(model, admission, *sizes),
         health.PATH: health.route(model),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final
@@ -24,8 +24,10 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.artifact import load_serving_model
+from predictor.artifact import load_artifact, load_serving_model
 from predictor.cache import PredictionCache, cache_key, count
+from predictor.drift import DriftReference, Exported, FeatureHistogram
+from predictor.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.metrics import (
@@ -65,6 +67,8 @@ class Decoded:
     rows: np.ndarray
     spec: v2.AnswerSpec | None = None
     """How a V2 request wants its answer."""
+    explain: bool = False
+    """Explain each row too: the explain routes, or V2's `treeshap_output` asked for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,7 @@ class BatchResult:
     batch: PreparedBatch
     predictions: np.ndarray
     cache_status: str
+    explanations: Explanations | None = None
 
 
 class HousingModel(Model):  # type: ignore[misc]
@@ -102,6 +107,8 @@ class HousingModel(Model):  # type: ignore[misc]
         self._cache = cache
         self._regressor: Regressor | None = None
         self._inline = False
+        self._drift: FeatureHistogram | None = None
+        self._explainer: Explainer | None = None
         self._flights: SingleFlight[str, tuple[float, bool]] = SingleFlight()
         # kserve's own stage histograms, as its `__call__` times them, looked up once.
         self._stage_timers = tuple(
@@ -120,6 +127,12 @@ class HousingModel(Model):  # type: ignore[misc]
         # (and anything else) costs a millisecond or more per call and goes to a thread.
         self._inline = self._regressor.kind == KIND_COMPILED_HGB
         self.version = served.version[:VERSION_CHARS]
+        self._watch_drift(DriftReference.from_metadata(served.metadata))
+        loader = ExplainerLoader(
+            str(served.metadata.get("estimator")),
+            lambda: TreeShap(load_artifact(self.model_dir).estimator),
+        )
+        self._explainer = Explainer(loader, self._cache, self.key_prefix, self.version)
         logger.info(
             "Loaded model %s (%s, version %s) with the %s inference path (%s)",
             self.name,
@@ -136,11 +149,22 @@ class HousingModel(Model):  # type: ignore[misc]
         """The loaded model alone, without the cache (to time it at start-up)."""
         return self._regressor
 
+    def _watch_drift(self, reference: DriftReference | None) -> None:
+        """Export the served inputs' histogram over this model's training deciles (replacing
+        an earlier model's); a model trained without them exports none."""
+        if reference is None:
+            logger.warning("Model %s has no training deciles: no drift histogram", self.name)
+        self._drift = None if reference is None else FeatureHistogram(reference, self.version)
+        Exported.replace(self._drift)
+
     def get_input_types(self) -> list[dict[str, Any]]:
         return [{"name": v2.INPUT_NAME, "datatype": "FP64", "shape": [-1, N_FEATURES]}]
 
     def get_output_types(self) -> list[dict[str, Any]]:
-        return [{"name": v2.OUTPUT_NAME, "datatype": "FP64", "shape": [-1]}]
+        return [
+            {"name": v2.OUTPUT_NAME, "datatype": "FP64", "shape": [-1]},
+            {"name": v2.EXPLAIN_OUTPUT, "datatype": "FP64", "shape": [-1, N_FEATURES + 1]},
+        ]
 
     async def __call__(
         self,
@@ -193,18 +217,21 @@ class HousingModel(Model):  # type: ignore[misc]
         validated here first (REST requests arrive decoded)."""
         if not isinstance(payload, Decoded):
             payload = self._decode_kserve(payload)
+        if payload.explain:
+            self._explaining().check()  # 501 for a model that cannot explain, before any work
+        if self._drift is not None:
+            self._drift.observe(payload.rows)
         canonical = canonical_rows(payload.rows)
         prefix = cache_key(self.key_prefix, self.version, "")
         keys = [prefix + digest for digest in row_digests(canonical)]
         return PreparedBatch(payload, canonical, keys)
 
     def _decode_kserve(self, payload: Any) -> Decoded:
-        """A request kserve's own routes hand over: gRPC's `InferRequest`, or a V1 body
-        (kserve's `:explain`, which this model then refuses)."""
+        """A request kserve's own routes hand over: gRPC's `InferRequest`, or a V1 body."""
         try:
             if isinstance(payload, InferRequest):
                 rows, spec = v2.grpc_rows(payload, self.max_batch_size)
-                return Decoded(Route.GRPC, rows, spec)
+                return Decoded(Route.GRPC, rows, spec, explain=spec.explains)
             return Decoded(Route.V1, v1.rows(payload, self.max_batch_size))
         except InvalidRows as e:
             raise InvalidInput(str(e)) from e
@@ -230,7 +257,8 @@ class HousingModel(Model):  # type: ignore[misc]
         found = self._cache.peek(keys)
         pending = [i for i, value in enumerate(found) if value is None]
         if not pending:
-            return BatchResult(payload, np.array(found, dtype=np.float64), "HIT")
+            hit = BatchResult(payload, np.array(found, dtype=np.float64), "HIT")
+            return await self._explained(hit) if payload.request.explain else hit
         pending_keys = [keys[i] for i in pending]
         rows = payload.request.rows
         if not self._cache.shared and self._inline and len(pending) <= INLINE_MAX_ROWS:
@@ -249,7 +277,27 @@ class HousingModel(Model):  # type: ignore[misc]
             found[i] = value
             hits += cached
         status = "HIT" if hits == len(keys) else "MISS" if not hits else "PARTIAL"
-        return BatchResult(payload, np.array(found, dtype=np.float64), status)
+        result = BatchResult(payload, np.array(found, dtype=np.float64), status)
+        return await self._explained(result) if payload.request.explain else result
+
+    async def explain(
+        self, payload: PreparedBatch, headers: dict[str, str] | None = None
+    ) -> BatchResult:
+        """kserve's explain verb: each row's prediction and its explanation."""
+        self._explaining().check()
+        return await self.predict(replace(payload, request=replace(payload.request, explain=True)))
+
+    def _explaining(self) -> Explainer:
+        if self._explainer is None:
+            raise RuntimeError(f"model {self.name} is not loaded")
+        return self._explainer
+
+    async def _explained(self, result: BatchResult) -> BatchResult:
+        batch = result.batch
+        explanations = await self._explaining().explain(
+            batch.request.rows, row_digests(batch.canonical)
+        )
+        return replace(result, explanations=explanations)
 
     async def _compute(self, keys: list[str], rows: np.ndarray) -> list[tuple[float, bool]]:
         """Run the model on rows no cache tier holds (duplicates once) and cache them."""
@@ -305,16 +353,24 @@ class HousingModel(Model):  # type: ignore[misc]
             response_headers["X-Cache"] = result.cache_status
         request = result.batch.request
         predictions = result.predictions
+        explained = result.explanations
         route = request.route
         if route is Route.LEGACY:
-            return {
+            answer: dict[str, Any] = {
                 "query_key": query_key(result.batch.canonical),
                 "inputs": [dict(zip(FEATURES, row, strict=True)) for row in request.rows.tolist()],
                 "prediction": predictions.tolist(),
             }
+            if explained is not None:
+                answer["base_value"] = explained.base_value
+                answer["contributions"] = explained.by_feature()
+            return answer
         if route is Route.V1:
-            return {"predictions": predictions.tolist()}
+            if explained is None:
+                return {"predictions": predictions.tolist()}
+            return v1.explanations(predictions, explained.base_value, explained.by_feature())
         assert request.spec is not None
+        table = None if explained is None else explained.table()
         if route is Route.V2:
-            return v2.rest_answer(request.spec, predictions, self.name, self.version)
-        return v2.grpc_answer(request.spec, predictions, self.name, self.version)
+            return v2.rest_answer(request.spec, predictions, self.name, self.version, table)
+        return v2.grpc_answer(request.spec, predictions, self.name, self.version, table)

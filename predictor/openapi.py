@@ -40,7 +40,9 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
         },
         "paths": {
             "/predict": _legacy_predict(max_batch_size),
+            "/explain": _legacy_predict(max_batch_size, explain=True),
             f"{v1}:predict": _v1_predict(max_batch_size),
+            f"{v1}:explain": _v1_predict(max_batch_size, explain=True),
             f"{v2}/infer": _v2_infer(max_batch_size),
             v1: _get("Model readiness (V1)", _V1_READY),
             v2: _get("Model metadata (V2)", _V2_METADATA),
@@ -54,7 +56,6 @@ def openapi_document(model_name: str = "housing", max_batch_size: int = 1000) ->
             "/v2": _get("Server metadata: the extensions served", _SERVER_METADATA),
             "/v2/models": _get("The models served (V2)", _MODEL_LIST),
             "/v1/models": _get("The models served (V1)", _MODEL_LIST),
-            f"{v1}:explain": _explain(),
             "/v2/repository/models/{name}/load": _repository("Load a model"),
             "/v2/repository/models/{name}/unload": _repository("Unload a model"),
             "/": _get("Liveness (kserve's)", {"type": "object"}),
@@ -270,15 +271,6 @@ def _versioned(path_item: Schema) -> Schema:
     return operations
 
 
-def _explain() -> Schema:
-    return {
-        "post": {
-            "summary": "Explain (KServe V1): this model has no explainer",
-            "responses": {"501": _error("Not implemented.")},
-        }
-    }
-
-
 def _repository(summary: str) -> Schema:
     name = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
@@ -400,14 +392,32 @@ _MALFORMED: Final = (
 # -- the three prediction routes -----------------------------------------------------------
 
 
-def _legacy_predict(max_batch_size: int) -> Schema:
+def _contributions() -> Schema:
+    return {
+        "type": "object",
+        "description": "Each feature's TreeSHAP contribution: with the base value, they sum "
+        "to the prediction.",
+        "properties": {name: {"type": "number"} for name in FEATURES},
+        "required": list(FEATURES),
+        "additionalProperties": False,
+    }
+
+
+_BASE_VALUE: Final = {
+    "type": "number",
+    "description": "The model's mean prediction over its training data.",
+}
+_NOT_EXPLAINABLE: Final = "The served model does not explain (only hgb, a tree model, does)."
+
+
+def _legacy_predict(max_batch_size: int, explain: bool = False) -> Schema:
     body = {
         "type": "array",
         "minItems": 1,
         "maxItems": max_batch_size,
         "items": _ref("HousingFeatures"),
     }
-    answer = {
+    answer: Schema = {
         "type": "object",
         "required": ["query_key", "inputs", "prediction"],
         "additionalProperties": False,
@@ -430,6 +440,10 @@ def _legacy_predict(max_batch_size: int) -> Schema:
             "prediction": {"type": "array", "items": {"type": "number"}},
         },
     }
+    if explain:
+        answer["required"] = ["query_key", "inputs", "prediction", "base_value", "contributions"]
+        answer["properties"]["base_value"] = _BASE_VALUE
+        answer["properties"]["contributions"] = {"type": "array", "items": _contributions()}
     detail_item = {
         "type": "object",
         "required": ["loc", "msg"],
@@ -457,8 +471,13 @@ def _legacy_predict(max_batch_size: int) -> Schema:
             invalid,
         ),
     }
+    if explain:
+        errors["501"] = _error(_NOT_EXPLAINABLE)
+    api = "the original system's API"
     return _predict(
-        "Predict house values (the original system's API)",
+        f"Explain house values ({api}, with TreeSHAP)"
+        if explain
+        else f"Predict house values ({api})",
         body,
         answer,
         errors,
@@ -467,7 +486,7 @@ def _legacy_predict(max_batch_size: int) -> Schema:
     )
 
 
-def _v1_predict(max_batch_size: int) -> Schema:
+def _v1_predict(max_batch_size: int, explain: bool = False) -> Schema:
     instance = {"anyOf": [_ref("HousingFeatures"), _ref("FeatureArray")]}
     rows = {"type": "array", "minItems": 1, "maxItems": max_batch_size, "items": instance}
     # KServe's V1 protocol names the rows `instances` or `inputs`: one of the two.
@@ -486,14 +505,31 @@ def _v1_predict(max_batch_size: int) -> Schema:
         "required": ["predictions"],
         "properties": {"predictions": {"type": "array", "items": {"type": "number"}}},
     }
+    if explain:
+        explanation = {
+            "type": "object",
+            "required": ["prediction", "base_value", "contributions"],
+            "properties": {
+                "prediction": {"type": "number"},
+                "base_value": _BASE_VALUE,
+                "contributions": _contributions(),
+            },
+        }
+        answer = {
+            "type": "object",
+            "required": ["explanations"],
+            "properties": {"explanations": {"type": "array", "items": explanation}},
+        }
     bad_request = (
         f"{_MALFORMED}; an invalid instance or field; or more instances than --max_batch_size."
     )
     return _predict(
-        "Predict house values (KServe V1)",
+        "Explain house values (KServe V1, TreeSHAP)"
+        if explain
+        else "Predict house values (KServe V1)",
         body,
         answer,
-        {},
+        {"501": _error(_NOT_EXPLAINABLE)} if explain else {},
         bad_request,
         {"instances": [EXAMPLE_ROW]},
     )
@@ -543,6 +579,22 @@ def _tensor(datatype: str, max_batch_size: int) -> Schema:
     }
 
 
+def _requested_output(*names: str) -> Schema:
+    return {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": {"enum": list(names)},
+            "parameters": _parameters(
+                binary_data={
+                    "type": "boolean",
+                    "description": "In binary or not, whatever binary_data_output says.",
+                }
+            ),
+        },
+    }
+
+
 def _v2_infer(max_batch_size: int) -> Schema:
     fp64, fp32 = (_tensor(datatype, max_batch_size) for datatype in ("FP64", "FP32"))
     body = {
@@ -566,22 +618,24 @@ def _v2_infer(max_batch_size: int) -> Schema:
             },
             "outputs": {
                 "type": ["array", "null"],
-                "description": "The outputs to answer with: this model has one.",
-                "maxItems": 1,
-                "items": {
-                    "type": "object",
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"const": "predict"},
-                        "parameters": _parameters(
-                            binary_data={
-                                "type": "boolean",
-                                "description": "In binary or not, whatever "
-                                "binary_data_output says.",
-                            }
-                        ),
-                    },
-                },
+                "description": "The outputs to answer with, in this order (default: predict): "
+                "predict, and treeshap_output ([N, 9]: each row's 8 TreeSHAP contributions "
+                "in feature order, then the base value; Triton FIL's layout); each at most "
+                "once.",
+                "anyOf": [
+                    {"maxItems": 1, "items": _requested_output("predict", "treeshap_output")},
+                    *(
+                        {
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "prefixItems": [_requested_output(a), _requested_output(b)],
+                        }
+                        for a, b in (
+                            ("predict", "treeshap_output"),
+                            ("treeshap_output", "predict"),
+                        )
+                    ),
+                ],
             },
         },
     }
@@ -589,8 +643,8 @@ def _v2_infer(max_batch_size: int) -> Schema:
         "type": "object",
         "required": ["name", "shape", "datatype", "data"],
         "properties": {
-            "name": {"const": "predict"},
-            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
+            "name": {"enum": ["predict", "treeshap_output"]},
+            "shape": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 2},
             "datatype": {"const": "FP64"},
             "parameters": {"type": ["object", "null"]},
             "data": {"type": "array", "items": {"type": "number"}},
@@ -604,7 +658,7 @@ def _v2_infer(max_batch_size: int) -> Schema:
             "model_version": {"type": ["string", "null"]},
             "id": {"type": "string", "description": "The request's id, or a new UUID."},
             "parameters": {"type": ["object", "null"]},
-            "outputs": {"type": "array", "items": output, "minItems": 1, "maxItems": 1},
+            "outputs": {"type": "array", "items": output, "minItems": 1, "maxItems": 2},
         },
     }
     unprocessable = _json_response(
@@ -625,7 +679,7 @@ def _v2_infer(max_batch_size: int) -> Schema:
         "Predict house values (Open Inference Protocol, V2)",
         body,
         answer,
-        {"422": unprocessable},
+        {"422": unprocessable, "501": _error(f"treeshap_output asked: {_NOT_EXPLAINABLE}")},
         bad_request,
         example,
         binary_answer=True,

@@ -28,6 +28,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
+from predictor import drift
 from predictor.artifact import save_artifact
 from predictor.schema import FEATURES
 
@@ -119,6 +120,7 @@ def train(
         "rows": {"train": len(y_train), "held_out": len(y_test)},
         "split": {"test_size": TEST_SIZE, "random_state": SEED},
         "data_source": data.source,
+        drift.METADATA_KEY: drift.reference(x_train),
         "versions": {
             "python": platform.python_version(),
             "scikit-learn": sklearn.__version__,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def image_labels(metadata: dict[str, Any]) -> dict[str, str]:
         "MODEL_MAE": f"{metrics['mae']:.4f}",
         "MODEL_RMSE": f"{metrics['rmse']:.4f}",
         "MODEL_TRAINED_AT": str(metadata.get("trained_at", "unknown")),
+        # Each feature's training deciles, the buckets of the server's drift histogram.
+        "MODEL_FEATURE_DECILES": json.dumps(
+            metadata.get("drift", {}).get("boundaries"), separators=(",", ":")
+        ),
     }
 
 

@@ -41,9 +41,8 @@ CONFORMANCE = [
 
 
 # Left to tests with the right inputs: the versioned routes (test_http_routes: any other
-# version is a 404), kserve's explain (501: no explainer), the repository API (403: off)
-# and Swagger UI's files (test_docs_page).
-NOT_GENERATED = r"/versions/|:explain$|/repository/|/docs/assets/"
+# version is a 404), the repository API (403: off) and Swagger UI's files (test_docs_page).
+NOT_GENERATED = r"/versions/|/repository/|/docs/assets/"
 
 
 def schema_for(mode: GenerationMode) -> schemathesis.BaseSchema:

@@ -37,7 +37,7 @@ def quiet(model_dir: Path) -> Iterator[ServerProcess]:
         ("GET", "/no/such/path", None, 404),
         ("DELETE", "/v2/health/ready", None, 405),
         ("GET", "/predict", None, 405),
-        ("POST", "/v1/models/housing:explain", {"instances": [[1] * 8]}, 501),
+        ("POST", "/v1/models/housing:explain", {"instances": [[-1] * 8]}, 400),
         ("GET", "/v2/models/other", None, 404),
         ("POST", "/v1/models/other:predict", {"instances": [[1] * 8]}, 404),
         ("POST", "/v2/models/housing/infer", {"inputs": "no"}, 400),

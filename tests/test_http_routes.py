@@ -160,7 +160,10 @@ def test_v2_bad_tensors_get_400_naming_the_problem(
 def test_v2_metadata_and_health(client: httpx.Client) -> None:
     metadata = client.get("/v2/models/housing").json()
     assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 8]}]
-    assert metadata["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1]}]
+    assert metadata["outputs"] == [
+        {"name": "predict", "datatype": "FP64", "shape": [-1]},
+        {"name": "treeshap_output", "datatype": "FP64", "shape": [-1, 9]},
+    ]
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").json() == {"ready": True}
     assert client.get("/v1/models/housing").json() == {"name": "housing", "ready": True}

@@ -53,6 +53,8 @@ def test_image_build_line_carries_version_and_metrics(model_dir: Path) -> None:
         metadata["metrics_held_out"]["r2"], abs=1e-4
     )
     assert {"MODEL_MAE", "MODEL_RMSE", "MODEL_ESTIMATOR", "SOURCE_REVISION"} <= build_args.keys()
+    # The drift histogram's buckets, as the server reads them from the metadata.
+    assert json.loads(build_args["MODEL_FEATURE_DECILES"]) == metadata["drift"]["boundaries"]
 
 
 @pytest.mark.parametrize(

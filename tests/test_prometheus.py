@@ -32,6 +32,7 @@ from tests.test_dashboard import (
     all_panels,
     metric_names,
 )
+from tests.test_drift_rules import write_rules
 
 PROMETHEUS: Final = "/usr/bin/prometheus"
 NAMESPACE: Final = "housing-test"
@@ -89,7 +90,8 @@ def scraped(
     redis.start()
     args = ["--model_dir", str(model_dir), "--redis_url", redis.url]
     with start_server(args) as server:
-        url, process = start_prometheus(prometheus_binary, work, server)
+        rules = write_rules(work / "rules.yml", window="15s")
+        url, process = start_prometheus(prometheus_binary, work, {NAMESPACE: server}, rules)
         try:
             traffic(server.base_url, 8.0, 0)
             redis.kill()  # errors, then the breaker opens and operations are skipped
@@ -102,10 +104,12 @@ def scraped(
 
 
 def start_prometheus(
-    binary: str, work: Path, server: ServerProcess
+    binary: str, work: Path, servers: dict[str, ServerProcess], rules: Path | None = None
 ) -> tuple[str, subprocess.Popen[bytes]]:
+    """Prometheus scraping each server every second as a pod of its namespace (the keys),
+    evaluating `rules` if given."""
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
@@ -113,12 +117,15 @@ def start_prometheus(
                 "static_configs": [
                     {
                         "targets": [f"127.0.0.1:{server.http_port}"],
-                        "labels": {"namespace": NAMESPACE, "pod": POD},
+                        "labels": {"namespace": namespace, "pod": POD},
                     }
+                    for namespace, server in servers.items()
                 ],
             }
         ],
     }
+    if rules is not None:
+        config["rule_files"] = [str(rules)]
     (work / "prometheus.yml").write_text(json.dumps(config))  # JSON is YAML
     log = (work / "prometheus.log").open("wb")
     process = subprocess.Popen(
@@ -136,7 +143,7 @@ def start_prometheus(
     while time.monotonic() < deadline:
         try:
             targets = httpx.get(f"{url}/api/v1/targets", timeout=2).json()["data"]
-            if [t["health"] for t in targets["activeTargets"]] == ["up"]:
+            if [t["health"] for t in targets["activeTargets"]] == ["up"] * len(servers):
                 return url, process
         except (httpx.HTTPError, KeyError, ValueError):
             pass
@@ -178,7 +185,12 @@ def test_every_panel_query_returns_data(
         url, at, f'group by (route) (housing_request_seconds_count{{namespace="{NAMESPACE}"}})'
     )
     assert {r["metric"]["route"] for r in routes} >= {"legacy", "v1", "v2"}
-    variables = {"$namespace": ".*", "$route": "legacy", "$configuration": ".*"}
+    variables = {
+        "$namespace": ".*",
+        "$route": "legacy",
+        "$configuration": ".*",
+        "$feature": "MedInc",
+    }
     empty, checked, excepted = [], 0, set()
     for panel in all_panels(dashboard):
         for target in panel.get("targets", []):

@@ -5,7 +5,8 @@ Each instance is one of
 - what KServe's sklearnserver reads as a pandas DataFrame: a list of such objects (records,
   one row each), or an object whose features are lists of one length (columns, one row
   per position).
-The answer is `{"predictions": [...]}`, one number per row, in order.
+The answer is `{"predictions": [...]}`, one number per row, in order; `:explain` answers
+`{"explanations": [{"prediction", "base_value", "contributions": {feature: value}}, ...]}`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,18 @@ def rows(body: Any, max_rows: int) -> np.ndarray:
     if items and all(type(item) is list for item in items):
         return validate_arrays(items)
     return validate_instances(items)
+
+
+def explanations(
+    predictions: np.ndarray, base_value: float, contributions: list[dict[str, float]]
+) -> dict[str, Any]:
+    """The `:explain` answer: each row's prediction, the base value and its contributions."""
+    return {
+        "explanations": [
+            {"prediction": p, "base_value": base_value, "contributions": c}
+            for p, c in zip(predictions.tolist(), contributions, strict=True)
+        ]
+    }
 
 
 def _is_frame(item: Any) -> bool:

@@ -10,8 +10,11 @@ extension, predictor.protocol.binary); over gRPC, kserve's `InferRequest` decode
 message. Either way one check turns them into a validated float64 matrix, so a row means
 the same thing (same key, same prediction) whatever route and encoding carried it.
 
-The model has one output, `predict` (FP64, shape `[N]`), answered as JSON or, when asked,
-in binary.
+The model has two outputs: `predict` (FP64, shape `[N]`), the one answered unless
+`outputs` names others, and `treeshap_output` (FP64, `[N, 9]`: each row's 8 TreeSHAP
+contributions in feature order, then the base value), named and laid out as Triton's FIL
+backend names and lays out its TreeSHAP output, answered only when asked for. Each is
+answered as JSON or, when asked, in binary.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from predictor.schema import FEATURES, N_FEATURES, InvalidRows, request_error, v
 
 INPUT_NAME: Final = "input-0"
 OUTPUT_NAME: Final = "predict"
+EXPLAIN_OUTPUT: Final = "treeshap_output"
+OUTPUTS: Final = (OUTPUT_NAME, EXPLAIN_OUTPUT)
 FLOAT_TYPES: Final[dict[str, np.dtype[Any]]] = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 INT_TYPES: Final[dict[str, np.dtype[Any]]] = {
     name: np.dtype(f"<{kind}{size}")
@@ -67,6 +72,14 @@ class AnswerSpec:
 
     request_id: str | None
     binary: bool
+    outputs: tuple[tuple[str, bool], ...] = ((OUTPUT_NAME, False),)
+    """The outputs to answer, in order, each in binary or not (REST): those requested, else
+    `predict` alone."""
+
+    @property
+    def explains(self) -> bool:
+        """Whether `treeshap_output` is asked for."""
+        return any(name == EXPLAIN_OUTPUT for name, _ in self.outputs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +121,7 @@ def rest_rows(
     request: dict[str, Any], tail: memoryview | None, max_rows: int
 ) -> tuple[np.ndarray, AnswerSpec]:
     """The validated rows of an outline-checked REST request, and how to answer it."""
-    binary = _rest_binary_output(request)
+    binary, outputs = _rest_outputs(request)
     inputs: list[dict[str, Any]] = request["inputs"]
     _check_rows(inputs, max_rows)
     offset = 0
@@ -126,7 +139,7 @@ def rest_rows(
         else:
             values = _json_values(tensor["data"], datatype, shape)
         tensors.append(Tensor(tensor["name"], shape, datatype, values))
-    return rows_of(tensors), AnswerSpec(request.get("id"), binary)
+    return rows_of(tensors), AnswerSpec(request.get("id"), binary, outputs)
 
 
 def _check_rows(inputs: Sequence[Any], max_rows: int) -> None:
@@ -221,9 +234,12 @@ def outline_problem(body: Any) -> str | None:
 
 
 def _output_problem(name: str, seen: set[str]) -> str | None:
-    """Only `predict` exists; name it at most once."""
-    if name != OUTPUT_NAME:
-        return f"unknown output {name!r}: this model has one output, {OUTPUT_NAME!r}"
+    """Only `predict` and `treeshap_output` exist; each named at most once."""
+    if name not in OUTPUTS:
+        return (
+            f"unknown output {name!r}: this model's outputs are {OUTPUT_NAME!r} and "
+            f"{EXPLAIN_OUTPUT!r}"
+        )
     if name in seen:
         return f"output {name!r} is requested twice"
     seen.add(name)
@@ -252,15 +268,20 @@ _REQUEST_OPTIONAL: Final = (("id", str), ("parameters", dict), ("outputs", list)
 _KIND_NAMES: Final[dict[type, str]] = {str: "a string", list: "an array", dict: "an object"}
 
 
-def _rest_binary_output(request: dict[str, Any]) -> bool:
-    """Binary or JSON output: the request's `binary_data_output`, which a requested
-    output's `binary_data` overrides (the binary tensor extension)."""
+def _rest_outputs(request: dict[str, Any]) -> tuple[bool, tuple[tuple[str, bool], ...]]:
+    """The request-wide binary default (`binary_data_output`), and each output to answer
+    in binary or JSON: a requested output's `binary_data` overrides the default (the
+    binary tensor extension)."""
     binary = (request.get("parameters") or {}).get("binary_data_output") is True
-    for output in request.get("outputs") or ():
-        asked = (output.get("parameters") or {}).get("binary_data")
-        if asked is not None:
-            return asked is True
-    return binary
+    outputs = tuple(
+        (output["name"], _binary_asked(output, binary)) for output in request.get("outputs") or ()
+    )
+    return binary, outputs or ((OUTPUT_NAME, binary),)
+
+
+def _binary_asked(output: dict[str, Any], default: bool) -> bool:
+    asked = (output.get("parameters") or {}).get("binary_data")
+    return default if asked is None else asked is True
 
 
 # -- gRPC requests (decoded by kserve) --------------------------------------------------
@@ -270,7 +291,8 @@ def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerS
     """The validated rows of a gRPC ModelInfer request, and how to answer it: in raw
     bytes when the inputs came raw."""
     seen: set[str] = set()
-    for output in request.request_outputs or ():
+    requested = request.request_outputs or ()
+    for output in requested:
         problem = _output_problem(output.name, seen)
         if problem:
             raise request_error(problem)
@@ -290,7 +312,9 @@ def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerS
         if values.size != math.prod(shape):
             raise request_error(f"input data does not match shape {shape}")
         tensors.append(Tensor(tensor.name, shape, tensor.datatype, values))
-    return rows_of(tensors), AnswerSpec(request.id, bool(request.use_binary_outputs))
+    binary = bool(request.use_binary_outputs)
+    outputs = tuple((output.name, binary) for output in requested) or ((OUTPUT_NAME, binary),)
+    return rows_of(tensors), AnswerSpec(request.id, binary, outputs)
 
 
 # -- tensors → rows ---------------------------------------------------------------------
@@ -346,40 +370,69 @@ def _bad_datatype(datatype: str) -> InvalidRows:
 # -- answers ----------------------------------------------------------------------------
 
 
+def _output_values(
+    spec: AnswerSpec, predictions: np.ndarray, treeshap: np.ndarray | None
+) -> list[tuple[str, bool, np.ndarray]]:
+    """(name, binary, values) of each output to answer, in the requested order."""
+    values = {OUTPUT_NAME: predictions, EXPLAIN_OUTPUT: treeshap}
+    answered = []
+    for name, binary in spec.outputs:
+        tensor = values[name]
+        assert tensor is not None, f"{name} asked for and not computed"
+        answered.append((name, binary, tensor))
+    return answered
+
+
 def rest_answer(
-    spec: AnswerSpec, predictions: np.ndarray, model_name: str, version: str
+    spec: AnswerSpec,
+    predictions: np.ndarray,
+    model_name: str,
+    version: str,
+    treeshap: np.ndarray | None = None,
 ) -> RestAnswer:
-    """The REST answer: JSON, or the binary extension's JSON part and raw FP64 bytes.
+    """The REST answer: JSON, or the binary extension's JSON part and raw FP64 bytes (the
+    binary outputs' bytes one after the other, in the order of `outputs`).
 
     `parameters` is left out rather than null (the protocol's schema types it as an
     object); the id is the request's, or a new one."""
-    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": "FP64", "shape": [len(predictions)]}
-    tail = None
-    if spec.binary:
-        tail = predictions.astype("<f8").tobytes()
-        output["parameters"] = {"binary_data_size": len(tail)}
-    else:
-        output["data"] = predictions.tolist()
+    outputs = []
+    tails = []
+    for name, binary, values in _output_values(spec, predictions, treeshap):
+        output: dict[str, Any] = {"name": name, "datatype": "FP64", "shape": list(values.shape)}
+        if binary:
+            raw = values.astype("<f8").tobytes()
+            tails.append(raw)
+            output["parameters"] = {"binary_data_size": len(raw)}
+        else:
+            output["data"] = values.ravel().tolist()
+        outputs.append(output)
     answer = {
         "model_name": model_name,
         "model_version": version,
         "id": spec.request_id or str(uuid.uuid4()),
-        "outputs": [output],
+        "outputs": outputs,
     }
-    return RestAnswer(orjson.dumps(answer), tail)
+    return RestAnswer(orjson.dumps(answer), b"".join(tails) if tails else None)
 
 
 def grpc_answer(
-    spec: AnswerSpec, predictions: np.ndarray, model_name: str, version: str
+    spec: AnswerSpec,
+    predictions: np.ndarray,
+    model_name: str,
+    version: str,
+    treeshap: np.ndarray | None = None,
 ) -> InferResponse:
     """The gRPC answer, which kserve's servicer turns into a ModelInferResponse."""
-    output = InferOutput(
-        name=OUTPUT_NAME, shape=[len(predictions)], datatype="FP64", data=predictions.tolist()
-    )
+    outputs = [
+        InferOutput(
+            name=name, shape=list(values.shape), datatype="FP64", data=values.ravel().tolist()
+        )
+        for name, _, values in _output_values(spec, predictions, treeshap)
+    ]
     return InferResponse(
         response_id=spec.request_id or str(uuid.uuid4()),
         model_name=model_name,
         model_version=version,
-        infer_outputs=[output],
+        infer_outputs=outputs,
         use_binary_outputs=spec.binary,
     )

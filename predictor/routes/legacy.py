@@ -1,7 +1,10 @@
-"""`POST /predict`: the original service's route, a JSON list of feature objects.
+"""`POST /predict`: the original service's route, a JSON list of feature objects; and
+`POST /explain`, the same body, explained.
 
-Answers `{"query_key", "inputs", "prediction"}`; a bad row fails the whole request with
-422 and a FastAPI-style `detail` saying where (`["body", index, field]`) and what.
+`/predict` answers `{"query_key", "inputs", "prediction"}`; `/explain` adds `base_value`
+and `contributions` (one object per row, by feature), or 501 for a model that does not
+explain. A bad row fails the whole request with 422 and a FastAPI-style `detail` saying
+where (`["body", index, field]`) and what.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from starlette.types import Scope
 
 from predictor.admission import Admission
 from predictor.answers import Answer, error_answer
+from predictor.explain import NotExplainable
 from predictor.json_body import InvalidJson, loads_strict
 from predictor.model import Decoded, HousingModel, Route
 from predictor.routes.inference import InferenceRoute, Memo, decode_body, prediction_headers
 from predictor.schema import InvalidRows, request_error, validate_objects
 
 PATH: Final = "/predict"
+EXPLAIN_PATH: Final = "/explain"
 
 
 def rows(body: bytes, max_rows: int) -> np.ndarray:
@@ -36,7 +41,10 @@ def route(
     max_body_bytes: int,
     offload_body_bytes: int,
     memo: Memo | None,
+    explain: bool = False,
 ) -> InferenceRoute:
+    """`/predict`, or with `explain` `/explain`."""
+
     async def handle(scope: Scope, body: bytes) -> Answer:
         try:
             matrix = await decode_body(rows, body, model.max_batch_size, offload_body_bytes)
@@ -46,11 +54,15 @@ def route(
             message = str(e)
             content = {"error": message, "detail": _error_detail(e)}
             return Answer(422, orjson.dumps(content), error=message)
-        answer, cache = await model.run(Decoded(Route.LEGACY, matrix))
+        try:
+            answer, cache = await model.run(Decoded(Route.LEGACY, matrix, explain=explain))
+        except NotExplainable as e:
+            return error_answer(501, e.reason)
         headers = prediction_headers(model.version, cache)
         return Answer(200, orjson.dumps(answer), headers, rows=len(matrix))
 
-    return InferenceRoute("legacy", handle, model, admission, max_body_bytes, memo)
+    name = "explain" if explain else "legacy"
+    return InferenceRoute(name, handle, model, admission, max_body_bytes, memo)
 
 
 def _error_detail(error: InvalidRows) -> list[dict[str, Any]]:

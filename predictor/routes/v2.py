@@ -9,6 +9,7 @@ from starlette.types import Scope
 from predictor.admission import Admission
 from predictor.answers import Answer, error_answer
 from predictor.bodies import header
+from predictor.explain import NotExplainable
 from predictor.model import Decoded, HousingModel, Route
 from predictor.protocol import v2
 from predictor.routes.inference import (
@@ -37,7 +38,10 @@ def route(
             matrix, spec = await decode_body(decode, body, binary_header, offload_body_bytes)
         except InvalidRows as e:
             return error_answer(400, str(e))
-        answer, cache = await model.run(Decoded(Route.V2, matrix, spec))
+        try:
+            answer, cache = await model.run(Decoded(Route.V2, matrix, spec, spec.explains))
+        except NotExplainable as e:
+            return error_answer(501, e.reason)
         headers = prediction_headers(model.version, cache)
         if answer.tail is None:
             return Answer(200, answer.header, headers, rows=len(matrix))

@@ -187,6 +187,8 @@ def test_model_image_labels_name_the_shipped_model() -> None:
         docker("image", "inspect", "--format", "{{json .Config.Labels}}", MODEL_IMAGE)
     )
     assert labels["org.opencontainers.image.version"] == metadata["model_version"]
+    deciles = json.loads(labels["com.example.housing.model.feature-deciles"])
+    assert deciles == metadata["drift"]["boundaries"]
     assert labels["com.example.housing.model.version"] == metadata["model_version"]
     for metric in ("r2", "mae", "rmse"):
         value = float(labels[f"com.example.housing.model.{metric}"])
