@@ -86,7 +86,7 @@ load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 
 # Minutes of mixed k6 load while a private redis-server is stopped and restarted twice (not
 # part of `make test`); writes perf/results/soak-* (docs/results/ with SOAK_ARGS=--curate).
-# Needs the tests extra too: the restarts go through tests/redis_server.py.
+# Needs the tests extra too: the restarts go through harness/redis_server.py.
 soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
@@ -142,13 +142,13 @@ fairness: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(PY) -m perf.fairness --model_dir $(MODEL_DIR) $(FAIRNESS_ARGS)
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check predictor tests perf scripts
-	$(VENV)/bin/ruff format --check predictor tests perf scripts
-	$(VENV)/bin/mypy predictor
+	$(VENV)/bin/ruff check predictor harness tests perf scripts
+	$(VENV)/bin/ruff format --check predictor harness tests perf scripts
+	$(VENV)/bin/mypy predictor harness
 
 format: $(DEV_STAMP)
-	$(VENV)/bin/ruff check --fix predictor tests perf scripts
-	$(VENV)/bin/ruff format predictor tests perf scripts
+	$(VENV)/bin/ruff check --fix predictor harness tests perf scripts
+	$(VENV)/bin/ruff format predictor harness tests perf scripts
 
 test: $(DEV_STAMP) lint
 	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest

@@ -5,7 +5,7 @@ unique payload is the same row with `Population` replaced by a number that no ot
 uses, so every one is a cache miss. Load generators get a unique body as a template: the
 text before and after that number (`UniqueTemplate`).
 
-    python -m perf.payloads ROUTE   # print the repeated body of ROUTE (legacy, v1, v2)
+    python -m harness.payloads ROUTE   # print the repeated body of ROUTE (legacy, v1, v2)
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
+from harness.paths import REPO as REPO
+from harness.paths import SAMPLE_PATH, TEST_DATA
 from predictor.schema import FEATURES
 
-REPO: Final = Path(__file__).resolve().parents[1]
-SAMPLE_PATH: Final = REPO / "tests" / "data" / "sample.json"
 MODEL_NAME: Final = "housing"
 UNIQUE_FEATURE: Final = "Population"
 ROUTES: Final = ("legacy", "v1", "v2")
@@ -39,10 +38,45 @@ class UniqueTemplate:
         return f"{self.prefix}{value}{self.suffix}"
 
 
+def load_json(name: str) -> Any:
+    """A JSON document of tests/data/."""
+    return json.loads((TEST_DATA / name).read_text(encoding="utf-8"))
+
+
+def sample_rows() -> list[dict[str, float]]:
+    """The rows of `tests/data/sample.json` (a legacy `/predict` body)."""
+    rows: list[dict[str, float]] = load_json(SAMPLE_PATH.name)
+    return rows
+
+
+def sample_row() -> dict[str, float]:
+    """The first row of `tests/data/sample.json`, as named fields."""
+    return dict(sample_rows()[0])
+
+
+def sample_values() -> list[float]:
+    """The first row as the feature vector V1 and V2 take, in the schema's order."""
+    row = sample_row()
+    return [float(row[name]) for name in FEATURES]
+
+
+def distinct_rows(
+    start: int, count: int, population_from: float = 1000.0
+) -> list[dict[str, float]]:
+    """Valid rows number `start` to `start + count - 1`, each different (Population is
+    `population_from + k`; income, age and latitude vary), for runs that need cache misses."""
+    return [
+        {"MedInc": 1.5 + (k % 89) / 16, "HouseAge": float(k % 50), "AveRooms": 5.25,
+         "AveBedrms": 1.0, "Population": population_from + k, "AveOccup": 2.5,
+         "Latitude": 34.0 + (k % 7) / 8, "Longitude": -118.25}
+        for k in range(start, start + count)
+    ]  # fmt: skip
+
+
 def fixed_row() -> dict[str, float]:
     """The repeated row: the first row of `tests/data/sample.json`."""
-    rows: list[dict[str, float]] = json.loads(SAMPLE_PATH.read_text())
-    return {name: rows[0][name] for name in FEATURES}
+    row = sample_row()
+    return {name: row[name] for name in FEATURES}
 
 
 def path(route: str, model_name: str = MODEL_NAME) -> str:

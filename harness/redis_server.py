@@ -1,7 +1,7 @@
 """A private `redis-server` on a free port in a temp dir, that tests may stop, kill, pause.
 
-The machine's shared Redis (127.0.0.1:6379) is never touched: every test that breaks
-Redis breaks its own.
+The machine's shared Redis (127.0.0.1:6379) is never touched: every test or benchmark that
+needs a Redis, or breaks one, starts its own.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ import contextlib
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import redis
 
-from tests.server import free_port
-from tests.system_tools import require_tool
+from harness.pinning import pinned
+from harness.server import free_port
+from harness.system_tools import require_tool
 
 READY_TIMEOUT_SECONDS = 10.0
 
@@ -24,9 +25,12 @@ READY_TIMEOUT_SECONDS = 10.0
 class RedisServer:
     """One redis-server process; `restart` brings it back on the same port, empty."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(
+        self, directory: Path, password: str | None = None, cpus: Sequence[int] | None = None
+    ) -> None:
         self.directory = directory
         self.password = password
+        self.cpus = cpus
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +49,9 @@ class RedisServer:
         if self.password is not None:
             command += ["--requirepass", self.password]
         with (self.directory / "redis.log").open("ab") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                pinned(command, self.cpus), stdout=log, stderr=subprocess.STDOUT
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -95,8 +101,10 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis(directory: Path, password: str | None = None) -> Iterator[RedisServer]:
-    server = RedisServer(directory, password)
+def running_redis(
+    directory: Path, password: str | None = None, cpus: Sequence[int] | None = None
+) -> Iterator[RedisServer]:
+    server = RedisServer(directory, password, cpus)
     server.start()
     try:
         yield server

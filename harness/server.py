@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from harness.paths import REPO
+from harness.pinning import pinned
+
 READY_TIMEOUT_SECONDS = 60.0
 
 
@@ -78,12 +80,14 @@ def spawn_server(
     env: Mapping[str, str] | None = None,
     http_port: int | None = None,
     grpc_port: int | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> ServerProcess:
-    """Start `python -m predictor ARGS --http_port P --grpc_port Q` without waiting."""
+    """Start `python -m predictor ARGS --http_port P --grpc_port Q` without waiting; with
+    `cpus`, pinned to those CPUs (`taskset`)."""
     http_port = http_port or free_port()
     grpc_port = grpc_port or free_port()
     log = Path(tempfile.mkstemp(prefix="predictor-", suffix=".log")[1])
-    command = [sys.executable, "-m", "predictor", *args]
+    command = pinned([sys.executable, "-m", "predictor", *args], cpus)
     command += ["--http_port", str(http_port), "--grpc_port", str(grpc_port)]
     with log.open("wb") as out:
         process = subprocess.Popen(

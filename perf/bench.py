@@ -5,7 +5,7 @@
     .venv/bin/python -m perf.bench --model_dir DIR --update-docs  # `make bench-doc`
 
 Starts, one after the other, and loads with wrk (same connections, same bodies from
-`perf/payloads.py`, one row per request):
+`harness/payloads.py`, one row per request):
 
 * a raw ASGI app returning a constant (the ceiling),
 * a KServe custom model as the KServe docs teach it (the textbook peer, V1),
@@ -35,9 +35,9 @@ from typing import Any, Final
 
 import httpx
 
+from harness.payloads import fixed_body, path, unique_template
 from perf import coldstart, mlserver, report
 from perf.loadgen import Payload, WrkResult, require, run_wrk, tool_version
-from perf.payloads import fixed_body, path, unique_template
 from perf.procs import (
     PREDICTOR_READY_PATH,
     Service,

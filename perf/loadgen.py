@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from perf.payloads import UniqueTemplate
+from harness.payloads import UniqueTemplate
 
 PERF_DIR: Final = Path(__file__).resolve().parent
 WRK_SCRIPT: Final = PERF_DIR / "wrk.lua"

@@ -18,9 +18,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from perf.payloads import MODEL_NAME
+from harness.payloads import MODEL_NAME
+from harness.server import free_port
 from perf.procs import Service, spawn
-from tests.server import free_port
 
 MLSERVER_VERSION: Final = "1.7.1"
 CACHE_ENV: Final = "HOUSING_PREDICTOR_CACHE"

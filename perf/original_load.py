@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from harness.promtext import percentiles_ms
 from perf import report
 from perf.loadgen import PERF_DIR, K6Result, k6_executable, run_k6, tool_version
 from perf.plot import plot_percentiles
@@ -43,7 +44,6 @@ from perf.procs import (
     running,
     spawn_predictor,
 )
-from perf.promtext import percentiles_ms
 from perf.sweep import CACHE_RATES, SERVER_HISTOGRAM
 
 SCRIPT: Final = PERF_DIR / "original.js"

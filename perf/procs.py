@@ -1,7 +1,7 @@
 """Start, time and stop the servers under test: this project, its peers and a private Redis.
 
 Every process logs to a file in the work directory and is stopped by its own handle, never
-by name. The predictor is started through `tests.server.spawn_server`, as the tests do.
+by name. The predictor and Redis are started through the harness, as the tests start them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-import redis
 
-from perf.payloads import MODEL_NAME, REPO
-from perf.promtext import Scrape, cache_hit_ratio, delta, scrape
-from tests.server import free_port, spawn_server
+from harness.payloads import MODEL_NAME, REPO
+from harness.promtext import Scrape, cache_hit_ratio, delta, scrape
+from harness.redis_server import running_redis
+from harness.server import free_port, spawn_server
 
 READY_TIMEOUT_SECONDS: Final = 120.0
 # Readiness is polled this often, so that start-up times are measured to a few milliseconds.
@@ -104,11 +104,15 @@ def spawn(
 
 
 def spawn_predictor(
-    model_dir: Path, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    model_dir: Path,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
-    """`python -m predictor --model_dir DIR` on free ports, via the tests' `spawn_server`."""
+    """`python -m predictor --model_dir DIR` on free ports (harness.server.spawn_server), on
+    `cpus` if given."""
     started_at = time.perf_counter()
-    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env)
+    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env, cpus=cpus)
     return Service("predictor", server.process, server.http_port, server.log_path, started_at)
 
 
@@ -145,33 +149,11 @@ def running(service: Service, ready_path: str) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def private_redis(work_dir: Path) -> Iterator[str]:
-    """A throwaway `redis-server` on a free port (no persistence); yields its URL."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(work_dir)]
-    service = spawn("redis", command, port, work_dir)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        _wait_redis(service, url)
-        yield url
-    finally:
-        service.stop()
-
-
-def _wait_redis(service: Service, url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(url, socket_timeout=1.0)
-    try:
-        while time.monotonic() < deadline:
-            service.check_running()
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            time.sleep(POLL_SECONDS)
-    finally:
-        client.close()
-    raise TimeoutError(f"redis not ready:\n{service.log_tail()}")
+def private_redis(work_dir: Path, cpus: Sequence[int] | None = None) -> Iterator[str]:
+    """A throwaway `redis-server` on a free port (no persistence, harness.redis_server),
+    on `cpus` if given; yields its URL."""
+    with running_redis(work_dir, cpus=cpus) as server:
+        yield server.url
 
 
 @dataclass

@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from harness.payloads import MODEL_NAME, ROUTES
+from harness.promtext import percentiles_ms
 from perf import report
 from perf.loadgen import K6Result, k6_executable, run_k6, tool_version
-from perf.payloads import MODEL_NAME, ROUTES
 from perf.plot import plot_percentiles
 from perf.procs import (
     PREDICTOR_READY_PATH,
@@ -39,7 +40,6 @@ from perf.procs import (
     running,
     spawn_predictor,
 )
-from perf.promtext import percentiles_ms
 
 CACHE_RATES: Final = (0.0, 0.5, 0.75, 0.999, 1.0)
 ORIGINAL_RATE: Final = 830

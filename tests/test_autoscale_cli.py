@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import REPO
+from harness.server import REPO
 
 
 def autoscale(*args: str, timeout: float = 240) -> str:

@@ -12,7 +12,7 @@ import httpx
 import promql_parser
 import pytest
 
-from tests.server import REPO, ServerProcess
+from harness.server import REPO, ServerProcess
 
 DASHBOARD_PATH = REPO / "deploy" / "grafana" / "housing-predictor.json"
 # Knative Serving's autoscaler metrics, as its Prometheus exporter names them (one series

@@ -11,7 +11,7 @@ from typing import Final
 
 import pytest
 
-from tests.server import REPO
+from harness.server import REPO
 
 LINK: Final = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE: Final = re.compile(r"^```.*?^```", re.M | re.S)

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from harness.payloads import fixed_body, unique_template
+from harness.promtext import parse, percentiles_ms, quantile
+from harness.server import REPO
 from perf import report
 from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
 from perf.loadgen import K6_SCRIPT, WrkResult, k6_executable
-from perf.payloads import fixed_body, unique_template
-from perf.promtext import parse, percentiles_ms, quantile
 from perf.sweep import CACHE_RATES, search_max_rate
 from predictor.schema import validate_instances, validate_objects
-from tests.server import REPO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

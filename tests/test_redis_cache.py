@@ -17,11 +17,11 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import SSLConnection
 
+from harness.redis_server import RedisServer, running_redis
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
 from predictor.redis_cache import RedisCache
 from predictor.settings import masked_url, parse_settings
-from tests.redis_server import RedisServer, running_redis
 
 TIMEOUT = 0.05
 # A bound on one call's wall time when Redis is dead or hung: the timeout plus a margin

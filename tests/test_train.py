@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.server import REPO
 from predictor.artifact import load_artifact, sha256_file
 from predictor.schema import FEATURES
 from predictor.train import load_statlib, train
-from tests.server import REPO
 
 
 def test_statlib_rows_become_sklearns_features(data_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Read a revision's scaling settings from an InferenceService (or a Knative Service) YAML.
 
-The file may hold several documents (`kubectl kustomize overlays/prod` output): the first
+The file may hold several documents (`kubectl kustomize deploy/overlays/prod` output): the first
 InferenceService is used, else the first Knative Service. KServe turns the predictor's
 `minReplicas`, `maxReplicas`, `scaleMetric` and `scaleTarget` into the Knative revision's
 `min-scale`, `max-scale`, `metric` and `target` annotations, `containerConcurrency` and
@@ -17,7 +17,8 @@ from typing import Any, Final
 
 import yaml
 
-from perf.autoscale.knative import AutoscalerConfig, Revision, format_duration, parse_duration
+from harness.durations import parse_go_duration
+from perf.autoscale.knative import AutoscalerConfig, Revision, format_duration
 
 PREFIX: Final = "autoscaling.knative.dev/"
 KSERVE_DEFAULT_MIN_REPLICAS: Final = 1
@@ -107,7 +108,7 @@ def revision_of(doc: Mapping[str, Any]) -> Revision:
         if name == "metric":
             values["metric"] = text
         elif name in _DURATIONS:
-            values[_DURATIONS[name]] = parse_duration(text)
+            values[_DURATIONS[name]] = parse_go_duration(text)
         elif name in _FLOATS:
             values[_FLOATS[name]] = float(text)
         elif name in _INTS:

@@ -16,10 +16,11 @@ Times are seconds as floats; Go's `time.Time` arithmetic maps onto them one to o
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Final, TypeVar
+
+from harness.durations import parse_go_duration
 
 T = TypeVar("T")
 
@@ -37,18 +38,6 @@ ACTIVATOR_QUEUE_DEPTH: Final = 10_000
 KNATIVE_DEFAULT_TIMEOUT_S: Final = 300.0
 """`revision-timeout-seconds` of config-defaults."""
 _PRECISION: Final = 6
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a Go duration ("60s", "5m", "1m30s", "1.5h", "250ms")."""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-    text = text.strip()
-    if text in ("0", ""):
-        return 0.0
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)", text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        raise ValueError(f"not a Go duration: {text!r}")
-    return sum(float(number) * units[unit] for number, unit in parts)
 
 
 def format_duration(seconds: float) -> str:
@@ -91,7 +80,7 @@ class AutoscalerConfig:
                 continue
             raw = str(data[key])
             if field.name.endswith("_s"):
-                values[field.name] = parse_duration(raw)
+                values[field.name] = parse_go_duration(raw)
             elif field.type == "bool":
                 values[field.name] = raw.strip().lower() == "true"
             elif field.type == "int":

@@ -21,9 +21,9 @@ from typing import Any, Final
 
 import httpx
 
+from harness.payloads import fixed_body, path, unique_template
 from perf import coldstart
 from perf.loadgen import require, tool_version
-from perf.payloads import fixed_body, path, unique_template
 from perf.procs import PREDICTOR_READY_PATH, private_redis, running, spawn_predictor
 from perf.report import machine, stamp
 

@@ -15,15 +15,15 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from harness.payloads import MODEL_NAME
+from harness.promtext import percentiles_ms
 from perf.autoscale.capacity import Capacity
 from perf.autoscale.knative import AutoscalerConfig, DeciderSpec, Revision
 from perf.autoscale.profiles import parse_profile
 from perf.autoscale.report import summarize
 from perf.autoscale.sim import Setup, simulate
 from perf.loadgen import run_k6
-from perf.payloads import MODEL_NAME
 from perf.procs import PREDICTOR_READY_PATH, observe, private_redis, running, spawn_predictor
-from perf.promtext import percentiles_ms
 from perf.report import machine, table
 
 UNIQUE_RANGE = 10**9

@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 import yaml
 
+from harness.server import REPO, free_port
 from predictor.artifact import load_serving_model
 from predictor.model import VERSION_CHARS
 from predictor.schema import FEATURES
-from tests.server import REPO, free_port
 
 DOCKER: Final = os.environ.get("DOCKER", "/usr/bin/docker")
 SERVER_IMAGE: Final = os.environ.get("HOUSING_SERVER_IMAGE", "")
