@@ -68,6 +68,15 @@ bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) $(BENCH_ARGS)
 
+# Server CPU time per request (server on core 0, wrk and redis-server on core 1) against a raw
+# ASGI floor, three windows per target; writes perf/results/cpu-*. E.g. BENCH_CPU_ARGS=--quick
+BENCH_CPU_ARGS ?=
+.PHONY: bench-cpu
+bench-cpu: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
+	$(NEED_WRK)
+	$(NEED_REDIS)
+	$(PY) -m perf.cpu_bench --model_dir $(MODEL_DIR) $(BENCH_CPU_ARGS)
+
 # The same, kept in docs/results/ and written into docs/performance.md's perf:bench tables.
 bench-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)

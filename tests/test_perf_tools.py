@@ -215,3 +215,27 @@ def test_quick_original_load_writes_both_modes_beside_the_original(
     assert "Quick run" in text
     assert "| 1 | 2.96 / 4.73 / 4.92 / 8.75 | 266 / 483 / 632 / 926 |" in text
     assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_quick_cpu_bench_measures_server_cpu_per_request_against_the_floor(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "perf.cpu_bench", "--model_dir", str(model_dir), "--quick"]
+    command += ["--windows", "2", "--targets", "floor,legacy-miss,v1-hit"]
+    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (data_path,) = out.glob("cpu-*.json")
+    data = json.loads(data_path.read_text())
+    rows = {m["key"]: m for m in data["measurements"]}
+    assert list(rows) == ["floor", "legacy-miss", "v1-hit"]
+    for row in rows.values():
+        assert len(row["windows"]) == 2
+        assert row["errors"] == 0
+        assert row["cpu_us_per_request"] == min(w["cpu_us_per_request"] for w in row["windows"])
+        assert row["cpu_us_per_request"] > 0
+    # A model behind kserve costs more than a constant answer; the table says by how much.
+    assert rows["legacy-miss"]["cpu_us_per_request"] > rows["floor"]["cpu_us_per_request"]
+    assert "| x floor |" in (out / data_path.name.replace(".json", ".md")).read_text()

@@ -1,0 +1,357 @@
+"""`make bench-cpu`: server CPU time per request, against a raw ASGI floor, in one run.
+
+    .venv/bin/python -m perf.cpu_bench --model_dir DIR            # every target
+    .venv/bin/python -m perf.cpu_bench --model_dir DIR --quick    # a smoke run
+    .venv/bin/python -m perf.cpu_bench --model_dir DIR --targets floor,legacy-miss
+
+Requests per second on a shared, noisy machine say more about the neighbours than about
+the server. CPU time per request does not: the server is pinned to core 0 and the load
+generator (wrk) and the private redis-server to core 1, and the server's user + system
+time (its whole process tree, from /proc/PID/stat) is divided by the requests wrk saw
+answered. Each target runs three windows and keeps the cheapest (a window disturbed by
+another process only ever costs more). Every figure is also given as a ratio to the floor
+measured in the same run: a raw uvicorn app that reads the body and answers a constant,
+the least any Python HTTP server can cost here.
+
+On a machine with one core nothing is pinned, and the report says so.
+Writes `cpu-<stamp>.{json,md}` into perf/results/ (ignored; docs/results/ with --curate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from perf import report
+from perf.bench import check_answer
+from perf.loadgen import WRK_SCRIPT, Payload, WrkResult, parse_wrk, require, tool_version
+from perf.payloads import fixed_body, path, unique_template
+from perf.procs import (
+    PREDICTOR_READY_PATH,
+    Service,
+    private_redis,
+    running,
+    spawn_predictor,
+    spawn_raw_asgi,
+    tree_cpu_seconds,
+)
+
+SERVER_CORE: Final = 0
+LOAD_CORE: Final = 1
+# Unique rows of different targets and windows never meet in a cache.
+UNIQUE_RANGE: Final = 10**11
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    route: str
+    hits: bool
+    """True: the same body every request (cache hits); False: a new row every request."""
+    redis: bool = False
+    """True: the server uses a private redis-server (pinned beside the load generator)."""
+    floor: bool = False
+    """True: the raw ASGI app instead of this project."""
+
+
+def _project_targets() -> list[Target]:
+    routes = (("legacy", "legacy /predict"), ("v1", "V1"), ("v2", "V2 JSON"))
+    targets = [
+        Target(
+            f"{route}-{'hit' if hits else 'miss'}",
+            f"{name}, {100 if hits else 0}% hits",
+            route,
+            hits,
+        )
+        for route, name in routes
+        for hits in (False, True)
+    ]
+    targets += [
+        Target(f"{route}-miss-redis", f"{name}, 0% hits, with Redis", route, False, redis=True)
+        for route, name in routes[:2]
+    ]
+    return targets
+
+
+TARGETS: Final = (
+    Target("floor", "raw ASGI app, constant answer (floor)", "legacy", True, floor=True),
+    *_project_targets(),
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    model_dir: Path
+    seconds: float
+    warmup: float
+    windows: int
+    connections: int
+    targets: tuple[Target, ...]
+    work_dir: Path
+    out_dir: Path
+    pinned: bool
+    command: str
+
+
+@dataclass(frozen=True)
+class Window:
+    load: WrkResult
+    server_cpu_seconds: float
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_seconds / max(1, self.load.requests) * 1e6
+
+
+@dataclass(frozen=True)
+class Measurement:
+    target: Target
+    windows: tuple[Window, ...]
+
+    @property
+    def best(self) -> Window:
+        return min(self.windows, key=lambda w: w.cpu_us_per_request)
+
+    @property
+    def errors(self) -> int:
+        return sum(w.load.errors for w in self.windows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self.target),
+            "cpu_us_per_request": self.best.cpu_us_per_request,
+            "requests_per_s": self.best.load.requests_per_s,
+            "errors": self.errors,
+            "windows": [
+                {"cpu_us_per_request": w.cpu_us_per_request, **w.load.as_dict()}
+                for w in self.windows
+            ],
+        }
+
+
+def pin(pid: int, core: int) -> None:
+    """Pin every thread of `pid` and of its descendants to `core`."""
+    for task in _tree_tasks(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.sched_setaffinity(task, {core})
+
+
+def _tree_tasks(pid: int) -> list[int]:
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children_file = Path(f"/proc/{parent}/task/{parent}/children")
+        with contextlib.suppress(OSError):
+            children = [int(c) for c in children_file.read_text().split()]
+            pids += children
+            frontier += children
+    tasks = []
+    for p in pids:
+        with contextlib.suppress(OSError):
+            tasks += [int(t) for t in os.listdir(f"/proc/{p}/task")]
+    return tasks
+
+
+def run_wrk_pinned(
+    url: str, payload: Payload, seconds: float, connections: int, base: int, pinned: bool
+) -> WrkResult:
+    """wrk with one thread on the load core: POST `payload` to `url` for `seconds`."""
+    wrk = require("wrk", "apt-get install -y wrk")
+    command = ["taskset", "-c", str(LOAD_CORE)] if pinned else []
+    command += [wrk, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+    command += ["--timeout", "10s", "-s", str(WRK_SCRIPT), url, "--"]
+    command += (
+        [payload] if isinstance(payload, str) else [payload.prefix, payload.suffix, str(base)]
+    )
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return parse_wrk(done.stdout, generator_cores=0.0)
+
+
+def payload_of(target: Target) -> Payload:
+    return fixed_body(target.route) if target.hits else unique_template(target.route)
+
+
+class CpuBench:
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def run_all(self) -> list[Measurement]:
+        measurements = []
+        for target in self.options.targets:
+            with self.started(target) as service:
+                measurements.append(self.measure(service, target))
+            print(_progress_line(measurements[-1], measurements), flush=True)
+        return measurements
+
+    @contextlib.contextmanager
+    def started(self, target: Target) -> Iterator[Service]:
+        work_dir = self.options.work_dir
+        with contextlib.ExitStack() as stack:
+            if target.floor:
+                service, ready = spawn_raw_asgi(work_dir), "/"
+            else:
+                extra: list[str] = []
+                if target.redis:
+                    redis_service = stack.enter_context(private_redis(work_dir))
+                    extra = ["--redis_url", redis_service]
+                service, ready = (
+                    spawn_predictor(self.options.model_dir, extra),
+                    PREDICTOR_READY_PATH,
+                )
+            stack.enter_context(running(service, ready))
+            if self.options.pinned:
+                pin(service.pid, SERVER_CORE)
+                for redis_pid in _redis_pids(work_dir):
+                    pin(redis_pid, LOAD_CORE)
+            yield service
+
+    def measure(self, service: Service, target: Target) -> Measurement:
+        o = self.options
+        url = service.base_url + path(target.route)
+        base = (TARGETS.index(target) + 1) * UNIQUE_RANGE
+        payload = payload_of(target)
+        first = payload if isinstance(payload, str) else payload.render(base - 1)
+        check_answer(url, first)
+        step = UNIQUE_RANGE // (o.windows + 2)
+        run_wrk_pinned(url, payload, o.warmup, o.connections, base + step, o.pinned)
+        windows = []
+        for n in range(o.windows):
+            cpu = tree_cpu_seconds(service.pid)
+            load = run_wrk_pinned(
+                url, payload, o.seconds, o.connections, base + (n + 2) * step, o.pinned
+            )
+            windows.append(Window(load, tree_cpu_seconds(service.pid) - cpu))
+        return Measurement(target, tuple(windows))
+
+
+def _redis_pids(work_dir: Path) -> list[int]:
+    """redis-server processes started by this run (their command names the work dir)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+                if cmdline[0].endswith(b"redis-server") and str(work_dir).encode() in cmdline:
+                    found.append(int(entry.name))
+    return found
+
+
+def _floor_us(measurements: Sequence[Measurement]) -> float | None:
+    floors = [m.best.cpu_us_per_request for m in measurements if m.target.floor]
+    return floors[0] if floors else None
+
+
+def _ratio(m: Measurement, floor: float | None) -> float | None:
+    return None if floor is None else m.best.cpu_us_per_request / floor
+
+
+def _progress_line(m: Measurement, so_far: Sequence[Measurement]) -> str:
+    ratio = _ratio(m, _floor_us(so_far))
+    times = ", ".join(f"{w.cpu_us_per_request:.0f}" for w in m.windows)
+    shown = f" = {ratio:.2f}x floor" if ratio is not None else ""
+    return f"{m.target.key}: {m.best.cpu_us_per_request:.1f} us/request{shown} (windows {times})"
+
+
+def measurements_table(measurements: Sequence[Measurement]) -> str:
+    floor = _floor_us(measurements)
+    rows = [
+        [
+            m.target.label,
+            round(m.best.cpu_us_per_request, 1),
+            _ratio(m, floor),
+            round(m.best.load.requests_per_s),
+            m.best.load.p99_ms,
+            m.errors,
+        ]
+        for m in measurements
+    ]
+    header = ["target", "server CPU µs/request", "x floor", "req/s", "P99 ms", "errors"]
+    return report.table(header, rows)
+
+
+def method_line(options: Options, wrk_version: str) -> str:
+    pinning = (
+        f"server pinned to core {SERVER_CORE}, wrk (1 thread) and redis-server to core {LOAD_CORE}"
+        if options.pinned
+        else "nothing pinned (fewer than 2 cores)"
+    )
+    return (
+        f"{wrk_version}; {options.connections} connections; {pinning}; "
+        f"{options.windows} windows of {options.seconds:g} s after {options.warmup:g} s warm-up, "
+        "the cheapest kept; one row per request."
+    )
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    parser = report.tool_parser("cpu_bench", "Server CPU time per request.", "Logs, temp.")
+    parser.add_argument("--seconds", type=float, default=5.0, help="Seconds per window.")
+    parser.add_argument("--warmup", type=float, default=2.0, help="Warm-up s per target.")
+    parser.add_argument("--windows", type=int, default=3, help="Windows per target.")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections.")
+    keys = ",".join(t.key for t in TARGETS)
+    parser.add_argument(
+        "--targets", default=keys, help="Comma-separated targets to run, in this order."
+    )
+    parser.add_argument("--quick", action="store_true", help="Smoke run: 1 s windows.")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    by_key = {t.key: t for t in TARGETS}
+    wanted = [key for key in args.targets.split(",") if key]
+    unknown = [key for key in wanted if key not in by_key]
+    if unknown:
+        parser.error(f"unknown targets {unknown}; known: {keys}")
+    if args.quick:
+        args.seconds, args.warmup = 1.0, 0.5
+    report.resolve_outputs(parser, args)
+    return Options(
+        model_dir=args.model_dir,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        windows=args.windows,
+        connections=args.connections,
+        targets=tuple(by_key[key] for key in wanted),
+        work_dir=args.work_dir,
+        out_dir=args.out,
+        pinned=len(os.sched_getaffinity(0)) >= 2,
+        command=report.command_line("cpu_bench", argv),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    report.make_dirs(options.out_dir, options.work_dir)
+    wrk = require("wrk", "apt-get install -y wrk")
+    if any(t.redis for t in options.targets):
+        require("redis-server", "apt-get install -y redis-server")
+    info, name = report.machine(), f"cpu-{report.stamp()}"
+    info["wrk"] = tool_version(wrk, "-v")
+    started = time.monotonic()
+    measurements = CpuBench(options).run_all()
+    table = measurements_table(measurements)
+    markdown = (
+        f"# CPU per request {name}\n\n{report.machine_line(info)}\n\n"
+        f"{method_line(options, info['wrk'])}\n\n`{options.command}`\n\n{table}\n"
+    )
+    data = {
+        "machine": info,
+        "command": options.command,
+        "pinned": options.pinned,
+        "measurements": [m.as_dict() for m in measurements],
+        "duration_s": time.monotonic() - started,
+    }
+    written = report.write_results(options.out_dir, name, data, markdown)
+    print(markdown)
+    print(f"wrote {written.md_path} and {written.json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
