@@ -19,7 +19,9 @@ from typing import Final
 
 import httpx
 
+from harness.cpu import tree_cpu_seconds
 from harness.payloads import MODEL_NAME, REPO
+from harness.pinning import pinned
 from harness.promtext import Scrape, cache_hit_ratio, delta, scrape
 from harness.redis_server import running_redis
 from harness.server import free_port, spawn_server
@@ -88,13 +90,15 @@ def spawn(
     port: int,
     work_dir: Path,
     env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
-    """Start `command` in the repository root, its output in `work_dir/<name>.log`."""
+    """Start `command` in the repository root (on `cpus` if given), its output in
+    `work_dir/<name>.log`."""
     log_path = work_dir / f"{name}.log"
     started_at = time.perf_counter()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(command),
+            pinned(command, cpus),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -122,20 +126,21 @@ def spawn_python_module(
     args: Sequence[str],
     work_dir: Path,
     env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
     """`python -m MODULE ARGS --http_port P --grpc_port Q`, for the kserve peers."""
     port = free_port()
     command = [sys.executable, "-m", module, *args]
     command += ["--http_port", str(port), "--grpc_port", str(free_port())]
-    return spawn(name, command, port, work_dir, env)
+    return spawn(name, command, port, work_dir, env, cpus)
 
 
-def spawn_raw_asgi(work_dir: Path) -> Service:
+def spawn_raw_asgi(work_dir: Path, cpus: Sequence[int] | None = None) -> Service:
     """The ceiling: `perf.peers.raw_asgi` under uvicorn with httptools and uvloop."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "perf.peers.raw_asgi:app", "--port", str(port)]
     command += ["--http", "httptools", "--loop", "uvloop", "--no-access-log"]
-    return spawn("raw-asgi", [*command, "--log-level", "warning"], port, work_dir)
+    return spawn("raw-asgi", [*command, "--log-level", "warning"], port, work_dir, cpus=cpus)
 
 
 @contextlib.contextmanager
@@ -184,21 +189,3 @@ def observe(service: Service, metrics: bool = True) -> Iterator[Observation]:
     yield seen
     seen.cores = (tree_cpu_seconds(service.pid) - cpu) / (time.perf_counter() - wall)
     seen.after = scrape(service.base_url) if metrics else []
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its live descendants (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, (ppid, _) in stats.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(stats[p][1] for p in tree if p in stats) / ticks
