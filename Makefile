@@ -159,9 +159,15 @@ format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix predictor harness tests perf scripts
 	$(VENV)/bin/ruff format predictor harness tests perf scripts
 
+# pytest (the 10 slowest tests reported at the end), then the container test, which builds
+# two images (~1 GB, tagged for this checkout and removed afterwards) where Docker can run.
+# SKIP_IMAGE_TEST=1 leaves the container test out.
+SKIP_IMAGE_TEST ?=
 test: $(DEV_STAMP) lint
-	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest
-	@if why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
+	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest --durations=10
+	@if [ -n "$(SKIP_IMAGE_TEST)" ]; then \
+		echo "make test: skipping make image-test (the container test): SKIP_IMAGE_TEST is set"; \
+	elif why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
 	else echo "make test: skipping make image-test (the container test): $$why"; fi
 
 # The model of $(MODEL_DIR) as a KServe modelcar image (storageUri: oci://...), labelled with
