@@ -113,8 +113,10 @@ original-load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.original_load --model_dir $(MODEL_DIR) --update-docs $(ORIGINAL_LOAD_ARGS)
 
-# The autoscaling planner (docs/autoscaling.md): measure one process's capacity (skipped when
-# PLAN_CAPACITY names an existing capacity.json), recommend scaling settings for the original's
+# The autoscaling planner (planner/, also `.venv/bin/housing-planner`; docs/autoscaling.md):
+# measure one process's capacity with the Redis tier on (a private redis-server), the server
+# pinned to one CPU and wrk and Redis to another (skipped when PLAN_CAPACITY names an existing
+# capacity.json), recommend scaling settings for the original's
 # ramp within PLAN_SLO_MS (with and without scale to zero), and simulate its five cache rates
 # with the manifest's and the recommended settings; writes $(PLAN_DIR)/ (ignored).
 # E.g. PLAN_CAPACITY=docs/results/autoscale/capacity.json (a kept measurement: ~3 min).
@@ -129,17 +131,22 @@ PLAN_SCENARIO = --isvc $(PLAN_ISVC) --config-autoscaler $(PLAN_CONFIG) --capacit
 plan: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(NEED_REDIS)
-	$(if $(wildcard $(PLAN_CAPACITY)),,$(PY) -m perf.autoscale measure --model_dir $(MODEL_DIR) \
+	$(if $(wildcard $(PLAN_CAPACITY)),,$(PY) -m planner measure --model_dir $(MODEL_DIR) \
 		--out $(PLAN_DIR)/capacity.json --work_dir $(PLAN_DIR)/work)
-	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner recommend $(PLAN_SCENARIO) --profile original-open \
 		--slo-p99-ms $(PLAN_SLO_MS) --out $(PLAN_DIR)/recommend $(PLAN_ARGS)
-	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner recommend $(PLAN_SCENARIO) --profile original-open \
 		--slo-p99-ms $(PLAN_SLO_MS) --keep-scale-to-zero --out $(PLAN_DIR)/recommend-scale-to-zero \
 		$(PLAN_ARGS)
-	$(PY) -m perf.autoscale apply $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner apply $(PLAN_SCENARIO) --profile original-open \
 		--recommended $(PLAN_DIR)/recommend/recommendation.json \
 		--recommended $(PLAN_DIR)/recommend-scale-to-zero/recommendation.json \
 		--out $(PLAN_DIR)/apply $(PLAN_ARGS)
+
+# The planner's own tests (tests/planner/: the Knative port, the simulator, the CLI).
+.PHONY: plan-test
+plan-test: $(DEV_STAMP) $(PERF_STAMP)
+	$(PY) -m pytest tests/planner
 
 # Small requests' latency while hostile clients send large bodies, with large-body
 # offloading off and on (not part of `make test`); writes perf/results/fairness-*.
@@ -151,13 +158,13 @@ fairness: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(PY) -m perf.fairness --model_dir $(MODEL_DIR) $(FAIRNESS_ARGS)
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check predictor harness tests perf scripts
-	$(VENV)/bin/ruff format --check predictor harness tests perf scripts
-	$(VENV)/bin/mypy predictor harness
+	$(VENV)/bin/ruff check predictor harness planner tests perf scripts
+	$(VENV)/bin/ruff format --check predictor harness planner tests perf scripts
+	$(VENV)/bin/mypy predictor harness planner
 
 format: $(DEV_STAMP)
-	$(VENV)/bin/ruff check --fix predictor harness tests perf scripts
-	$(VENV)/bin/ruff format predictor harness tests perf scripts
+	$(VENV)/bin/ruff check --fix predictor harness planner tests perf scripts
+	$(VENV)/bin/ruff format predictor harness planner tests perf scripts
 
 # pytest (the 10 slowest tests reported at the end), then the container test, which builds
 # two images (~1 GB, tagged for this checkout and removed afterwards) where Docker can run.

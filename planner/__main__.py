@@ -1,4 +1,4 @@
-"""`python -m perf.autoscale {measure,simulate,recommend,validate,apply} ...`
+"""`python -m planner {measure,simulate,recommend,validate,apply} ...`
 
 measure    one server process's capacity (wrk + redis-server + cold starts) -> JSON
 simulate   Knative serving the InferenceService's revision under a traffic profile
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from perf.autoscale.scenario import DEFAULT_POD_START_DELAY_S
 from perf.report import RESULTS
+from planner.scenario import DEFAULT_POD_START_DELAY_S
 
 SCRATCH: Final = RESULTS / "autoscale"
 DEFAULT_ISVC: Final = Path("deploy/base/inferenceservice.yaml")
@@ -77,9 +77,18 @@ def _scenario_args(p: argparse.ArgumentParser, profile_default: str | None) -> N
     )
 
 
+def _pinning_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--unpinned",
+        action="store_true",
+        help="Let server, load generator and Redis share every CPU (by default, with 2+ "
+        "CPUs, the server runs on one and the load generator and Redis on another).",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m perf.autoscale",
+        prog="python -m planner",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
@@ -99,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         help="Runs per level; the least disturbed (lowest P99) is kept.",
     )
     p.add_argument("--quick", action="store_true", help="Few levels, short (for the tests).")
+    _pinning_arg(p)
 
     p = sub.add_parser("simulate", help="simulate one profile", formatter_class=defaults)
     _scenario_args(p, None)
@@ -124,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-rate", type=float, default=0.0)
     p.add_argument("--out", type=Path, default=SCRATCH / "validate")
     p.add_argument("--work_dir", type=Path, default=SCRATCH / "work")
+    _pinning_arg(p)
 
     p = sub.add_parser(
         "apply", help="original scenario, five cache rates", formatter_class=defaults
@@ -144,15 +155,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     if args.command == "measure":
-        from perf.autoscale import measure
+        from planner import measure
 
         measure.main(measure.options(args, argv))
     elif args.command == "validate":
-        from perf.autoscale import validate
+        from planner import validate
 
         validate.main(args, argv)
     else:
-        from perf.autoscale import cli
+        from planner import cli
 
         getattr(cli, args.command)(args, argv)
 

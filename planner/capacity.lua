@@ -1,4 +1,4 @@
--- Closed-loop load for `python -m perf.autoscale measure`: print one JSON line of results.
+-- Closed-loop load for `python -m planner measure`: print one JSON line of results.
 --   wrk -s capacity.lua URL -- get                            GET URL (a health check)
 --   wrk -s capacity.lua URL -- post FIXED PREFIX SUFFIX BASE RATE
 --       POST; request i repeats FIXED (a cache hit) when floor((i+1)*RATE) > floor(i*RATE),

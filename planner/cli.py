@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any, Final
 
-from perf.autoscale import recommend as rec
-from perf.autoscale import report
-from perf.autoscale.capacity import Capacity
-from perf.autoscale.isvc import read_config_autoscaler, read_manifest, settings_to_set
-from perf.autoscale.knative import Revision
-from perf.autoscale.profiles import parse_profile
-from perf.autoscale.scenario import Scenario
 from perf.report import table
+from planner import recommend as rec
+from planner import report
+from planner.capacity import Capacity
+from planner.isvc import read_config_autoscaler, read_manifest, settings_to_set
+from planner.knative import Revision
+from planner.profiles import parse_profile
+from planner.scenario import Scenario
 
 ORIGINAL_CACHE_RATES: Final = (0.0, 0.5, 0.75, 0.999, 1.0)
 # The original's measured table (server side, Grafana, autoscaled AKS; issue 10, point 7).
@@ -54,7 +54,7 @@ def scenario_from(args: argparse.Namespace) -> Scenario:
 
 
 def _command(argv: Sequence[str]) -> str:
-    return "python -m perf.autoscale " + " ".join(argv)
+    return "python -m planner " + " ".join(argv)
 
 
 def simulate(args: argparse.Namespace, argv: Sequence[str]) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Final
 import yaml
 
 from harness.durations import parse_go_duration
-from perf.autoscale.knative import AutoscalerConfig, Revision, format_duration
+from planner.knative import AutoscalerConfig, Revision, format_duration
 
 PREFIX: Final = "autoscaling.knative.dev/"
 KSERVE_DEFAULT_MIN_REPLICAS: Final = 1

@@ -1,9 +1,12 @@
 """`measure`: one server process's capacity, the input of every simulation.
 
-Starts a private `redis-server` and `python -m predictor --redis_url ...`, then runs wrk
-(closed loop, one thread, `-c N`) at each concurrency level and cache rate against
-`/predict`, and against the health path; then measures cold starts with perf/coldstart.py.
-Writes `capacity.json` (see perf/autoscale/capacity.py for how it is read).
+Measures the deployed configuration: a private `redis-server` and `python -m predictor
+--redis_url ...` (the Redis tier on, as the manifests run it). The server is pinned to one
+CPU and wrk and Redis to another (harness.pinning; `--unpinned` to share them), so the
+capacity is the server's own, not what the load generator leaves it. Then wrk (closed loop,
+one thread, `-c N`) runs at each concurrency level and cache rate against `/predict`, and
+against the health path; then cold starts are measured with perf/coldstart.py.
+Writes `capacity.json` (see planner/capacity.py for how it is read).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Final
 import httpx
 
 from harness.payloads import fixed_body, path, unique_template
+from harness.pinning import CpuPlan, cpu_plan, pinned
 from perf import coldstart
 from perf.loadgen import require, tool_version
 from perf.procs import PREDICTOR_READY_PATH, private_redis, running, spawn_predictor
@@ -48,6 +52,7 @@ class Options:
     cold_starts: int
     repeats: int
     command: list[str]
+    cpus: CpuPlan
 
 
 def options(args: Any, argv: Sequence[str]) -> Options:
@@ -62,16 +67,23 @@ def options(args: Any, argv: Sequence[str]) -> Options:
         health_concurrency=(1, 16) if quick else HEALTH_CONCURRENCY,
         cold_starts=1 if quick else 3,
         repeats=1 if quick else args.repeats,
-        command=[Path(sys.executable).name, "-m", "perf.autoscale", *argv],
+        command=[Path(sys.executable).name, "-m", "planner", *argv],
+        cpus=cpu_plan(not args.unpinned),
     )
 
 
-def run_wrk(url: str, connections: int, seconds: int, script_args: Sequence[str]) -> dict[str, Any]:
-    """One closed-loop wrk run; its requests/s and latency quantiles (ms)."""
+def run_wrk(
+    url: str,
+    connections: int,
+    seconds: int,
+    script_args: Sequence[str],
+    cpus: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """One closed-loop wrk run (on `cpus` if given); its requests/s and latency quantiles (ms)."""
     wrk = require("wrk", "apt-get install -y wrk")
     command = [wrk, "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s"]
     command += ["-s", str(LUA), url, "--", *script_args]
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(pinned(command, cpus), capture_output=True, text=True, check=True)
     line = next(line for line in reversed(done.stdout.splitlines()) if line.startswith("{"))
     raw = json.loads(line)
     duration_s = raw["duration_us"] / 1e6
@@ -112,11 +124,19 @@ def _health_path(base_url: str) -> str:
 
 def measure(opts: Options) -> dict[str, Any]:
     started = time.time()
-    info = {"machine": machine(), "uptime": _uptime(), "command": opts.command}
+    info = {
+        "machine": machine(),
+        "uptime": _uptime(),
+        "command": opts.command,
+        "cpus": opts.cpus.describe(),
+        "redis": "a private redis-server (--redis_url), as deployed",
+    }
+    print(f"capacity: {opts.cpus.describe()}; Redis tier on", flush=True)
     opts.work_dir.mkdir(parents=True, exist_ok=True)
     predict: dict[str, list[dict[str, Any]]] = {}
-    with private_redis(opts.work_dir) as redis_url:
-        service = spawn_predictor(opts.model_dir, ["--redis_url", redis_url])
+    others = opts.cpus.others
+    with private_redis(opts.work_dir, others) as redis_url:
+        service = spawn_predictor(opts.model_dir, ["--redis_url", redis_url], cpus=opts.cpus.server)
         with running(service, PREDICTOR_READY_PATH):
             url = service.base_url + path("legacy")
             template = unique_template("legacy")
@@ -130,7 +150,7 @@ def measure(opts: Options) -> dict[str, Any]:
                         run += 1
                         args = ["post", fixed, template.prefix, template.suffix]
                         args += [str(run * UNIQUE_RANGE), repr(rate)]
-                        runs.append(run_wrk(url, level, opts.seconds, args))
+                        runs.append(run_wrk(url, level, opts.seconds, args, others))
                     result = least_disturbed(runs)
                     _say(f"predict cache {rate:g} c={level}", result)
                     levels.append(result)
@@ -139,7 +159,7 @@ def measure(opts: Options) -> dict[str, Any]:
             health = []
             for level in opts.health_concurrency:
                 runs = [
-                    run_wrk(service.base_url + health_path, level, opts.seconds, ["get"])
+                    run_wrk(service.base_url + health_path, level, opts.seconds, ["get"], others)
                     for _ in range(opts.repeats)
                 ]
                 result = least_disturbed(runs)

@@ -15,7 +15,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Final
 
-from perf.autoscale.capacity import HEALTH, PREDICT
+from planner.capacity import HEALTH, PREDICT
 
 ORIGINAL_RATE: Final = 830.0
 ORIGINAL_RAMP_S: Final = 60.0

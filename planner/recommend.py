@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from perf.autoscale.knative import Revision
-from perf.autoscale.report import summarize
-from perf.autoscale.scenario import Scenario
+from planner.knative import Revision
+from planner.report import summarize
+from planner.scenario import Scenario
 
 MAX_PASSES: Final = 3
 POD_SECONDS_TOLERANCE: Final = 0.01

@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from perf.autoscale.sim import FAILED, OK, TIMED_OUT, Result, quantiles_ms
 from perf.report import table
+from planner.sim import FAILED, OK, TIMED_OUT, Result, quantiles_ms
 
 WINDOW_S: Final = 10.0
 MIN_WINDOW_REQUESTS: Final = 20

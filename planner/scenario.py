@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from perf.autoscale.capacity import Capacity
-from perf.autoscale.isvc import settings_to_set
-from perf.autoscale.knative import AutoscalerConfig, DeciderSpec, Revision
-from perf.autoscale.profiles import Profile
-from perf.autoscale.sim import Result, Setup, simulate
+from planner.capacity import Capacity
+from planner.isvc import settings_to_set
+from planner.knative import AutoscalerConfig, DeciderSpec, Revision
+from planner.profiles import Profile
+from planner.sim import Result, Setup, simulate
 
 DEFAULT_POD_START_DELAY_S: Final = 2.0
 """Scheduling and container creation with the image already on the node; add the image
@@ -30,7 +30,7 @@ class Scenario:
     """Ready pods at the start; None: the revision's min scale (idle before the run)."""
     cooldown_s: float = 600.0
     service_model: str = "serial"
-    """"serial" (one event loop, FIFO) or "draw" (see perf/autoscale/capacity.py)."""
+    """"serial" (one event loop, FIFO) or "draw" (see planner/capacity.py)."""
 
     def setup(self) -> Setup:
         spec = DeciderSpec.resolve(self.revision, self.config)

@@ -1,6 +1,6 @@
 """Discrete-event simulation of one Knative revision serving a traffic profile.
 
-What is modelled, each as knative/serving implements it (see perf/autoscale/knative.py):
+What is modelled, each as knative/serving implements it (see planner/knative.py):
 - Requests arrive at the ingress. With the activator in the path (no ready pod, the
   revision scaled to zero or being scaled from it, or excess burst capacity < 0) they wait
   in the activator's queue (10,000 deep) until a ready pod has a free slot
@@ -9,7 +9,7 @@ What is modelled, each as knative/serving implements it (see perf/autoscale/knat
   Otherwise the Kubernetes service sends each to a random ready pod, whose queue-proxy
   runs at most cc at a time and queues 10 x cc more; beyond that it answers 503.
 - A request that starts while n run in its container costs a service time drawn from
-  the measured capacity at concurrency n (perf/autoscale/capacity.py); by default the
+  the measured capacity at concurrency n (planner/capacity.py); by default the
   container serves one at a time in arrival order (one event loop). A request still
   unanswered `timeout` seconds after it arrived is answered 504 (timed out).
 - Every second the revision's concurrency (requests in the activator, the queue-proxies
@@ -36,8 +36,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from perf.autoscale.capacity import PREDICT, ServiceTimes
-from perf.autoscale.knative import (
+from planner.capacity import PREDICT, ServiceTimes
+from planner.knative import (
     ACTIVATOR_QUEUE_DEPTH,
     BUCKET_S,
     QUEUE_PROXY_DEPTH_FACTOR,
@@ -48,7 +48,7 @@ from perf.autoscale.knative import (
     TimedBuckets,
     apply_bounds,
 )
-from perf.autoscale.profiles import ClosedProfile, OpenProfile, Profile
+from planner.profiles import ClosedProfile, OpenProfile, Profile
 
 OK: Final = 0
 FAILED: Final = 1

@@ -3,7 +3,10 @@
 For each load (a share of the highest throughput in capacity.json at the cache rate), k6
 sends a constant arrival rate (`perf/load.js`, MODE=rate) to one real server process with
 a private redis-server, and the simulator runs the same rate against one pod fed by the
-same capacity (no queue-proxy limit, no activator: k6 talks to the process directly).
+same capacity (no queue-proxy limit, no activator: k6 talks to the process directly). The
+server is pinned to one CPU and k6 and Redis to another, as `measure` pinned them
+(`--unpinned` to share). The real side is read twice: k6's latencies (client side) and the
+server's own request histogram (`housing_request_seconds`, from /metrics before and after).
 Writes validate.json and validate.md with P50/P99 of both and their ratios.
 """
 
@@ -16,15 +19,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.payloads import MODEL_NAME
+from harness.pinning import cpu_plan
 from harness.promtext import percentiles_ms
-from perf.autoscale.capacity import Capacity
-from perf.autoscale.knative import AutoscalerConfig, DeciderSpec, Revision
-from perf.autoscale.profiles import parse_profile
-from perf.autoscale.report import summarize
-from perf.autoscale.sim import Setup, simulate
 from perf.loadgen import run_k6
 from perf.procs import PREDICTOR_READY_PATH, observe, private_redis, running, spawn_predictor
 from perf.report import machine, table
+from planner.capacity import Capacity
+from planner.knative import AutoscalerConfig, DeciderSpec, Revision
+from planner.profiles import parse_profile
+from planner.report import summarize
+from planner.sim import Setup, simulate
 
 UNIQUE_RANGE = 10**9
 SERVER_HISTOGRAM = "housing_request_seconds"
@@ -54,9 +58,14 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
-    info = {"machine": machine(), "command": "python -m perf.autoscale " + " ".join(argv)}
-    with private_redis(args.work_dir) as redis_url:
-        service = spawn_predictor(args.model_dir, ["--redis_url", redis_url])
+    cpus = cpu_plan(not args.unpinned)
+    info = {
+        "machine": machine(),
+        "command": "python -m planner " + " ".join(argv),
+        "cpus": cpus.describe(),
+    }
+    with private_redis(args.work_dir, cpus.others) as redis_url:
+        service = spawn_predictor(args.model_dir, ["--redis_url", redis_url], cpus=cpus.server)
         with running(service, PREDICTOR_READY_PATH):
             for i, share in enumerate(loads, start=1):
                 rate = round(share * peak)
@@ -74,7 +83,7 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
                     "MAX_VUS": "400",
                 }
                 with observe(service) as seen:
-                    real = run_k6(env, args.work_dir / f"validate-{i}.json")
+                    real = run_k6(env, args.work_dir / f"validate-{i}.json", cpus=cpus.others)
                 server = percentiles_ms(
                     seen.before, seen.after, SERVER_HISTOGRAM, {"route": "legacy"}
                 )
@@ -92,6 +101,8 @@ def main(args: argparse.Namespace, argv: Sequence[str]) -> None:
                     "simulated_ms": sim,
                     "ratio_p50": _ratio(sim["p50"], real.latency_ms["p50"]),
                     "ratio_p99": _ratio(sim["p99"], real.latency_ms["p99"]),
+                    "server_ratio_p50": _ratio(sim["p50"], server["p50"]),
+                    "server_ratio_p99": _ratio(sim["p99"], server["p99"]),
                     "simulated_draw_ms": drawn,
                     "draw_ratio_p50": _ratio(drawn["p50"], real.latency_ms["p50"]),
                     "draw_ratio_p99": _ratio(drawn["p99"], real.latency_ms["p99"]),
@@ -136,6 +147,7 @@ def markdown(data: dict[str, Any]) -> str:
         "server P99",
         "sim P99",
         "sim/real",
+        "sim/server",
         "draw P50",
         "draw P99",
         "dropped",
@@ -153,6 +165,7 @@ def markdown(data: dict[str, Any]) -> str:
             r["server_ms"]["p99"],
             r["simulated_ms"]["p99"],
             r["ratio_p99"],
+            r["server_ratio_p99"],
             r["simulated_draw_ms"]["p50"],
             r["simulated_draw_ms"]["p99"],
             r["dropped"],
@@ -164,5 +177,8 @@ def markdown(data: dict[str, Any]) -> str:
         f"One pod, k6 open model, cache rate {data['cache_rate']:g}, {data['seconds']} s per "
         f"rate; capacity {data['saturation_rps']:.0f} req/s (the highest measured); ms. "
         "real: k6 (client side); server: the server's own request histogram; sim: the "
-        "default serial model; draw: `--service-model draw`.\n\n" + table(header, rows) + "\n"
+        "default serial model; draw: `--service-model draw`; sim/real and sim/server: the "
+        f"simulated P99 over k6's and over the server's. {data['cpus']}.\n\n"
+        + table(header, rows)
+        + "\n"
     )

@@ -1,8 +1,9 @@
-"""`python -m perf.autoscale`: measure a real server (quick), then simulate and recommend."""
+"""`python -m planner`: measure a real server (quick), then simulate and recommend."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from harness.server import REPO
 
 def autoscale(*args: str, timeout: float = 240) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "perf.autoscale", *args],
+        [sys.executable, "-m", "planner", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -46,6 +47,10 @@ def test_measure_records_levels_cold_start_and_machine(capacity: Path) -> None:
     cold = data["cold_start"]
     assert 0 < cold["ready_s"]["median"] <= cold["first_prediction_s"]["median"]
     assert data["machine"]["cores"] and "measure" in data["command"]
+    # The deployed configuration (Redis tier on), measured with the server on a CPU of its own.
+    assert data["redis"].startswith("a private redis-server")
+    expected = "pinned (taskset)" if len(os.sched_getaffinity(0)) >= 2 else "unpinned"
+    assert data["cpus"].startswith(expected)
 
 
 def test_simulate_writes_report_and_plot(capacity: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import pytest
 
-from perf.autoscale.knative import (
+from planner.knative import (
     INVALID,
     Autoscaler,
     DeciderSpec,

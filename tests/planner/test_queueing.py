@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perf.autoscale.capacity import ConstantServiceTimes, ExponentialServiceTimes, ServiceTimes
-from perf.autoscale.isvc import read_manifest
-from perf.autoscale.knative import AutoscalerConfig, DeciderSpec, Revision
-from perf.autoscale.profiles import OpenProfile, parse_profile
-from perf.autoscale.sim import OK, Setup, simulate
+from harness.paths import REPO
+from planner.capacity import ConstantServiceTimes, ExponentialServiceTimes, ServiceTimes
+from planner.isvc import read_manifest
+from planner.knative import AutoscalerConfig, DeciderSpec, Revision
+from planner.profiles import OpenProfile, parse_profile
+from planner.sim import OK, Setup, simulate
 
-REPO = Path(__file__).resolve().parents[1]
 SERVICE_S = 0.001
 MU = 1 / SERVICE_S
 SECONDS = 120.0
@@ -97,7 +97,7 @@ def test_kserve_defaults_and_annotations(tmp_path: Path) -> None:
 
 
 def test_config_autoscaler_overrides(tmp_path: Path) -> None:
-    from perf.autoscale.isvc import read_config_autoscaler
+    from planner.isvc import read_config_autoscaler
 
     path = tmp_path / "cm.yaml"
     path.write_text(

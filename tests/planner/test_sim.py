@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perf.autoscale.capacity import HEALTH, PREDICT, ConstantServiceTimes
-from perf.autoscale.knative import AutoscalerConfig, DeciderSpec, Revision
-from perf.autoscale.profiles import ClosedProfile, OpenProfile
-from perf.autoscale.sim import FAILED, OK, Result, Setup, simulate
+from planner.capacity import HEALTH, PREDICT, ConstantServiceTimes
+from planner.knative import AutoscalerConfig, DeciderSpec, Revision
+from planner.profiles import ClosedProfile, OpenProfile
+from planner.sim import FAILED, OK, Result, Setup, simulate
 
 SERVICE_S = 0.002
 POD_START_S = 4.0
