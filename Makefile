@@ -64,6 +64,7 @@ NEED_REDIS := command -v redis-server >/dev/null \
 	|| (apt-get update -qq && apt-get install -y -qq redis-server)
 
 # This project against its peers, with wrk (Debian package); writes perf/results/bench-*.
+# The server under test runs on one CPU, wrk on another (BENCH_ARGS=--unpinned: shared).
 bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) $(BENCH_ARGS)
@@ -82,8 +83,9 @@ bench-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) --update-docs $(BENCH_ARGS)
 
-# k6 at the original's cache rates against one process and a private redis-server;
-# writes perf/results/load-*.
+# k6 at the original's cache rates against one process and a private redis-server, the server
+# on one CPU and k6 and Redis on another (LOAD_ARGS=--unpinned: shared); writes
+# perf/results/load-*.
 load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) $(LOAD_ARGS)
@@ -103,6 +105,7 @@ soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 # The original service's own k6 test (closed model: 100 VUs, 1 min ramp + 5 min hold, each
 # iteration GET /health then POST /predict) at its cache rates, as written and with its
 # 50 ms client round trip emulated: about an hour. ORIGINAL_LOAD_ARGS=--quick: a minute or two.
+# The server on one CPU, k6 and Redis on another (ORIGINAL_LOAD_ARGS=--unpinned: shared).
 # Writes perf/results/original-load-*.
 original-load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)

@@ -12,6 +12,12 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+UNPINNED_HELP = (
+    "Let the server, the load generator and Redis share every CPU (the machine's contention "
+    "is then part of the numbers). By default, with 2+ CPUs, the server runs on one and the "
+    "load generator and Redis on another."
+)
+
 
 @dataclass(frozen=True)
 class CpuPlan:

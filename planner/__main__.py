@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from harness.pinning import UNPINNED_HELP
 from perf.report import RESULTS
 from planner.scenario import DEFAULT_POD_START_DELAY_S
 
@@ -78,12 +79,7 @@ def _scenario_args(p: argparse.ArgumentParser, profile_default: str | None) -> N
 
 
 def _pinning_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--unpinned",
-        action="store_true",
-        help="Let server, load generator and Redis share every CPU (by default, with 2+ "
-        "CPUs, the server runs on one and the load generator and Redis on another).",
-    )
+    p.add_argument("--unpinned", action="store_true", help=UNPINNED_HELP)
 
 
 def _parser() -> argparse.ArgumentParser:
