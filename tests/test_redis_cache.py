@@ -1,6 +1,6 @@
 """The Redis tier, the tiered cache and the circuit breaker, in-process against real servers.
 
-Every test that touches Redis starts its own `redis-server` (tests/redis_server.py); the
+Every test that touches Redis starts its own `redis-server` (harness/redis_server.py); the
 breaker's state machine is pure logic and runs on a fake clock.
 """
 
