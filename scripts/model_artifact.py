@@ -68,9 +68,9 @@ def docker_problem(docker: str) -> str | None:
         return f"{docker}: cannot read its client version ({version.stderr.strip()[:200]})"
     if int(major) >= BUILDX_REQUIRED_FROM and _run([docker, "buildx", "version"]).returncode:
         return f"{docker}: client {version.stdout.strip()} needs the buildx plugin, not installed"
-    info = _run([docker, "info", "--format", "{{.ServerVersion}}"])
-    if info.returncode:
-        return f"{docker}: no Docker daemon answers ({info.stderr.strip()[:200]})"
+    server = _run([docker, "version", "--format", "{{.Server.Version}}"])
+    if server.returncode:
+        return f"{docker}: no Docker daemon answers ({server.stderr.strip()[:200]})"
     return None
 
 

@@ -91,14 +91,14 @@ def test_training_prints_the_version_in_its_one_form(model_dir: Path, tmp_path: 
 
 
 def fake_docker(directory: Path, version: str, buildx: bool, daemon: bool) -> str:
-    """A docker client that answers `version`, `buildx version` and `info` like a real one
-    of that version, with or without the buildx plugin and a daemon."""
+    """A docker client that answers `version` (client and server) and `buildx version` like
+    a real one of that version, with or without the buildx plugin and a daemon."""
     directory.mkdir(parents=True)
     script = directory / "docker"
     script.write_text(
         "#!/bin/sh\n"
-        f'case "$1" in version) echo {version};; '
-        f"buildx) exit {0 if buildx else 1};; info) exit {0 if daemon else 1};; esac\n"
+        f'case "$*" in *Server.Version*) exit {0 if daemon else 1};; '
+        f"version*) echo {version};; buildx*) exit {0 if buildx else 1};; esac\n"
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return str(script)
