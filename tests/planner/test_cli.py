@@ -12,6 +12,10 @@ import pytest
 
 from harness.server import REPO
 
+# The first test here may train the session's model and then measures a real server: about a
+# minute on a quiet 2-core machine, several when it is shared (the default 300 s is too short).
+pytestmark = pytest.mark.timeout(900)
+
 
 def autoscale(*args: str, timeout: float = 240) -> str:
     done = subprocess.run(
@@ -30,7 +34,7 @@ def capacity(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("autoscale") / "capacity.json"
     work = out.parent / "work"
     autoscale("measure", "--model_dir", str(model_dir), "--quick", "--seconds", "1",
-              "--out", str(out), "--work_dir", str(work))  # fmt: skip
+              "--out", str(out), "--work_dir", str(work), timeout=600)  # fmt: skip
     return out
 
 
