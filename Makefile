@@ -64,6 +64,7 @@ NEED_REDIS := command -v redis-server >/dev/null \
 	|| (apt-get update -qq && apt-get install -y -qq redis-server)
 
 # This project against its peers, with wrk (Debian package); writes perf/results/bench-*.
+# The server under test runs on one CPU, wrk on another (BENCH_ARGS=--unpinned: shared).
 bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) $(BENCH_ARGS)
@@ -82,8 +83,9 @@ bench-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) --update-docs $(BENCH_ARGS)
 
-# k6 at the original's cache rates against one process and a private redis-server;
-# writes perf/results/load-*.
+# k6 at the original's cache rates against one process and a private redis-server, the server
+# on one CPU and k6 and Redis on another (LOAD_ARGS=--unpinned: shared); writes
+# perf/results/load-*.
 load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.sweep --model_dir $(MODEL_DIR) $(LOAD_ARGS)
@@ -95,7 +97,7 @@ load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 
 # Minutes of mixed k6 load while a private redis-server is stopped and restarted twice (not
 # part of `make test`); writes perf/results/soak-* (docs/results/ with SOAK_ARGS=--curate).
-# Needs the tests extra too: the restarts go through tests/redis_server.py.
+# Needs the tests extra too: the restarts go through harness/redis_server.py.
 soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.soak --model_dir $(MODEL_DIR) $(SOAK_ARGS)
@@ -103,6 +105,7 @@ soak: $(MODEL_DIR)/model.joblib $(PERF_STAMP) $(DEV_STAMP)
 # The original service's own k6 test (closed model: 100 VUs, 1 min ramp + 5 min hold, each
 # iteration GET /health then POST /predict) at its cache rates, as written and with its
 # 50 ms client round trip emulated: about an hour. ORIGINAL_LOAD_ARGS=--quick: a minute or two.
+# The server on one CPU, k6 and Redis on another (ORIGINAL_LOAD_ARGS=--unpinned: shared).
 # Writes perf/results/original-load-*.
 original-load: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
@@ -113,8 +116,10 @@ original-load-doc: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_REDIS)
 	$(PY) -m perf.original_load --model_dir $(MODEL_DIR) --update-docs $(ORIGINAL_LOAD_ARGS)
 
-# The autoscaling planner (docs/autoscaling.md): measure one process's capacity (skipped when
-# PLAN_CAPACITY names an existing capacity.json), recommend scaling settings for the original's
+# The autoscaling planner (planner/, also `.venv/bin/housing-planner`; docs/autoscaling.md):
+# measure one process's capacity with the Redis tier on (a private redis-server), the server
+# pinned to one CPU and wrk and Redis to another (skipped when PLAN_CAPACITY names an existing
+# capacity.json), recommend scaling settings for the original's
 # ramp within PLAN_SLO_MS (with and without scale to zero), and simulate its five cache rates
 # with the manifest's and the recommended settings; writes $(PLAN_DIR)/ (ignored).
 # E.g. PLAN_CAPACITY=docs/results/autoscale/capacity.json (a kept measurement: ~3 min).
@@ -129,17 +134,22 @@ PLAN_SCENARIO = --isvc $(PLAN_ISVC) --config-autoscaler $(PLAN_CONFIG) --capacit
 plan: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(NEED_REDIS)
-	$(if $(wildcard $(PLAN_CAPACITY)),,$(PY) -m perf.autoscale measure --model_dir $(MODEL_DIR) \
+	$(if $(wildcard $(PLAN_CAPACITY)),,$(PY) -m planner measure --model_dir $(MODEL_DIR) \
 		--out $(PLAN_DIR)/capacity.json --work_dir $(PLAN_DIR)/work)
-	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner recommend $(PLAN_SCENARIO) --profile original-open \
 		--slo-p99-ms $(PLAN_SLO_MS) --out $(PLAN_DIR)/recommend $(PLAN_ARGS)
-	$(PY) -m perf.autoscale recommend $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner recommend $(PLAN_SCENARIO) --profile original-open \
 		--slo-p99-ms $(PLAN_SLO_MS) --keep-scale-to-zero --out $(PLAN_DIR)/recommend-scale-to-zero \
 		$(PLAN_ARGS)
-	$(PY) -m perf.autoscale apply $(PLAN_SCENARIO) --profile original-open \
+	$(PY) -m planner apply $(PLAN_SCENARIO) --profile original-open \
 		--recommended $(PLAN_DIR)/recommend/recommendation.json \
 		--recommended $(PLAN_DIR)/recommend-scale-to-zero/recommendation.json \
 		--out $(PLAN_DIR)/apply $(PLAN_ARGS)
+
+# The planner's own tests (tests/planner/: the Knative port, the simulator, the CLI).
+.PHONY: plan-test
+plan-test: $(DEV_STAMP) $(PERF_STAMP)
+	$(PY) -m pytest tests/planner
 
 # Small requests' latency while hostile clients send large bodies, with large-body
 # offloading off and on (not part of `make test`); writes perf/results/fairness-*.
@@ -151,17 +161,23 @@ fairness: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(PY) -m perf.fairness --model_dir $(MODEL_DIR) $(FAIRNESS_ARGS)
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check predictor tests perf scripts
-	$(VENV)/bin/ruff format --check predictor tests perf scripts
-	$(VENV)/bin/mypy predictor
+	$(VENV)/bin/ruff check predictor harness planner tests perf scripts
+	$(VENV)/bin/ruff format --check predictor harness planner tests perf scripts
+	$(VENV)/bin/mypy predictor harness planner
 
 format: $(DEV_STAMP)
-	$(VENV)/bin/ruff check --fix predictor tests perf scripts
-	$(VENV)/bin/ruff format predictor tests perf scripts
+	$(VENV)/bin/ruff check --fix predictor harness planner tests perf scripts
+	$(VENV)/bin/ruff format predictor harness planner tests perf scripts
 
+# pytest (the 10 slowest tests reported at the end), then the container test, which builds
+# two images (~1 GB, tagged for this checkout and removed afterwards) where Docker can run.
+# SKIP_IMAGE_TEST=1 leaves the container test out.
+SKIP_IMAGE_TEST ?=
 test: $(DEV_STAMP) lint
-	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest
-	@if why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
+	$(if $(HOUSING_DATA),HOUSING_DATA=$(HOUSING_DATA)) $(PY) -m pytest --durations=10
+	@if [ -n "$(SKIP_IMAGE_TEST)" ]; then \
+		echo "make test: skipping make image-test (the container test): SKIP_IMAGE_TEST is set"; \
+	elif why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
 	else echo "make test: skipping make image-test (the container test): $$why"; fi
 
 # The model of $(MODEL_DIR) as a KServe modelcar image (storageUri: oci://...), labelled with

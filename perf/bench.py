@@ -5,7 +5,7 @@
     .venv/bin/python -m perf.bench --model_dir DIR --update-docs  # `make bench-doc`
 
 Starts, one after the other, and loads with wrk (same connections, same bodies from
-`perf/payloads.py`, one row per request):
+`harness/payloads.py`, one row per request):
 
 * a raw ASGI app returning a constant (the ceiling),
 * a KServe custom model as the KServe docs teach it (the textbook peer, V1),
@@ -35,9 +35,10 @@ from typing import Any, Final
 
 import httpx
 
+from harness.payloads import fixed_body, path, unique_template
+from harness.pinning import UNPINNED_HELP, CpuPlan, cpu_plan
 from perf import coldstart, mlserver, report
 from perf.loadgen import Payload, WrkResult, require, run_wrk, tool_version
-from perf.payloads import fixed_body, path, unique_template
 from perf.procs import (
     PREDICTOR_READY_PATH,
     Service,
@@ -112,6 +113,8 @@ class Options:
     peer_omp_threads: int
     """OMP_NUM_THREADS for the scikit-learn peers; 0 leaves it unset."""
     command: str
+    cpus: CpuPlan
+    """Where the servers, and wrk, run (`--unpinned`: anywhere)."""
 
 
 @dataclass(frozen=True)
@@ -187,28 +190,32 @@ class Bench:
 
     def _spawn(self, server: str) -> tuple[Service, str]:
         model_dir, work_dir = self.options.model_dir, self.options.work_dir
+        cpus = self.options.cpus.server
         threads = self.options.peer_omp_threads
         peer_env = {"OMP_NUM_THREADS": str(threads)} if threads > 0 else {}
         if server == "raw-asgi":
-            return spawn_raw_asgi(work_dir), "/"
+            return spawn_raw_asgi(work_dir, cpus), "/"
         if server == "textbook":
             module, args = "perf.peers.kserve_textbook", ["--model_dir", str(model_dir)]
-            service = spawn_python_module(server, module, args, work_dir, peer_env)
+            service = spawn_python_module(server, module, args, work_dir, peer_env, cpus)
             return service, PREDICTOR_READY_PATH
         if server == "noop":
             module = "perf.peers.kserve_noop"
-            return spawn_python_module(server, module, [], work_dir), PREDICTOR_READY_PATH
+            service = spawn_python_module(server, module, [], work_dir, cpus=cpus)
+            return service, PREDICTOR_READY_PATH
         if server == "mlserver" and self._mlserver is not None:
-            service = mlserver.spawn_mlserver(self._mlserver, model_dir, work_dir, peer_env)
+            service = mlserver.spawn_mlserver(self._mlserver, model_dir, work_dir, peer_env, cpus)
             return service, mlserver.READY_PATH
         if server == "predictor":
-            return spawn_predictor(model_dir), PREDICTOR_READY_PATH
+            return spawn_predictor(model_dir, cpus=cpus), PREDICTOR_READY_PATH
         raise ValueError(f"unknown or unavailable server {server!r}")
 
     def load(self, service: Service, target: Target, seconds: float, base: int) -> WrkResult:
         url = service.base_url + path(target.route)
         connections, threads = self.options.connections, self.options.threads
-        return run_wrk(url, payload_of(target), seconds, connections, threads, base)
+        return run_wrk(
+            url, payload_of(target), seconds, connections, threads, base, self.options.cpus.others
+        )
 
     def measure(self, service: Service, target: Target) -> Measurement:
         base = unique_base(target)
@@ -427,8 +434,8 @@ def method_line(options: Options, wrk_version: str) -> str:
     return (
         f"Load generator: {wrk_version}, {options.threads} thread(s), "
         f"{options.connections} keep-alive connections, {options.warmup:g} s warm-up then "
-        f"{options.seconds:g} s measured per target; one row per request; servers and wrk "
-        "share the machine, no CPU pinning. "
+        f"{options.seconds:g} s measured per target; one row per request; "
+        f"{options.cpus.describe()}. "
         f"scikit-learn peers run with {omp}."
     )
 
@@ -478,6 +485,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="OMP_NUM_THREADS of the scikit-learn peers (0: unset, all cores).",
     )
     parser.add_argument("--quick", action="store_true", help="Smoke run: 2 s per target.")
+    parser.add_argument("--unpinned", action="store_true", help=UNPINNED_HELP)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
@@ -497,6 +505,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         mlserver_venv=None if args.no_mlserver else args.mlserver_venv,
         peer_omp_threads=args.peer_omp_threads,
         command=report.command_line("bench", argv),
+        cpus=cpu_plan(not args.unpinned),
     )
 
 
@@ -529,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {
         "machine": info,
         "command": options.command,
+        "cpus": options.cpus.describe(),
         "options": {k: str(v) for k, v in asdict(options).items()},
         "measurements": [m.as_dict() for m in measurements],
         "checks": [asdict(c) for c in checks],

@@ -30,12 +30,9 @@ import numpy as np
 import sklearn
 from sklearn.model_selection import train_test_split
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from predictor.fast_model import compile_regressor  # noqa: E402
-from predictor.train import SEED, TEST_SIZE, build_estimator, load_statlib  # noqa: E402
+from harness.paths import REPO
+from predictor.fast_model import compile_regressor
+from predictor.train import SEED, TEST_SIZE, build_estimator, load_statlib
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cal_housing.data"
 DEFAULT_ROWS = (1, 10, 100, 1000)

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.redis_server import running_redis
-from tests.server import ServerProcess, spawn_server
+from harness.payloads import distinct_rows
+from harness.redis_server import running_redis
+from harness.server import ServerProcess, spawn_server
 
 Row = dict[str, float]
 WARMUP_REQUESTS = 200
@@ -39,13 +40,8 @@ BREAKER_COOLDOWN_SECONDS = 5.0  # the server's default
 
 
 def rows(start: int, count: int) -> list[Row]:
-    """Distinct valid rows (unique populations)."""
-    return [
-        {"MedInc": 1.5 + (k % 89) / 16, "HouseAge": float(k % 50), "AveRooms": 5.25,
-         "AveBedrms": 1.0, "Population": 100_000.0 + k, "AveOccup": 2.5,
-         "Latitude": 34.0 + (k % 7) / 8, "Longitude": -118.25}
-        for k in range(start, start + count)
-    ]  # fmt: skip
+    """Distinct valid rows (unique populations, apart from the tests' rows)."""
+    return distinct_rows(start, count, population_from=100_000.0)
 
 
 @contextlib.contextmanager

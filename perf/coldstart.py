@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import httpx
 
-from perf.payloads import path, unique_template
+from harness.payloads import path, unique_template
 from perf.procs import PREDICTOR_READY_PATH, spawn_predictor
 
 ROUTE: Final = "legacy"

@@ -20,7 +20,6 @@ Writes `cpu-<stamp>.{json,md}` into perf/results/ (ignored; docs/results/ with -
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -29,10 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from harness.cpu import CpuWindow, cheapest, measure_windows
+from harness.payloads import fixed_body, path, unique_template
+from harness.pinning import CpuPlan, cpu_plan, pinned
 from perf import report
 from perf.bench import check_answer
 from perf.loadgen import WRK_SCRIPT, Payload, WrkResult, parse_wrk, require, tool_version
-from perf.payloads import fixed_body, path, unique_template
 from perf.procs import (
     PREDICTOR_READY_PATH,
     Service,
@@ -40,11 +41,8 @@ from perf.procs import (
     running,
     spawn_predictor,
     spawn_raw_asgi,
-    tree_cpu_seconds,
 )
 
-SERVER_CORE: Final = 0
-LOAD_CORE: Final = 1
 # Unique rows of different targets and windows never meet in a cache.
 UNIQUE_RANGE: Final = 10**11
 
@@ -116,18 +114,11 @@ class Options:
     targets: tuple[Target, ...]
     work_dir: Path
     out_dir: Path
-    pinned: bool
+    cpus: CpuPlan
     command: str
 
 
-@dataclass(frozen=True)
-class Window:
-    load: WrkResult
-    server_cpu_seconds: float
-
-    @property
-    def cpu_us_per_request(self) -> float:
-        return self.server_cpu_seconds / max(1, self.load.requests) * 1e6
+Window = CpuWindow[WrkResult]
 
 
 @dataclass(frozen=True)
@@ -137,7 +128,7 @@ class Measurement:
 
     @property
     def best(self) -> Window:
-        return min(self.windows, key=lambda w: w.cpu_us_per_request)
+        return cheapest(self.windows)
 
     @property
     def errors(self) -> int:
@@ -156,41 +147,17 @@ class Measurement:
         }
 
 
-def pin(pid: int, core: int) -> None:
-    """Pin every thread of `pid` and of its descendants to `core`."""
-    for task in _tree_tasks(pid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.sched_setaffinity(task, {core})
-
-
-def _tree_tasks(pid: int) -> list[int]:
-    pids, frontier = [pid], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children_file = Path(f"/proc/{parent}/task/{parent}/children")
-        with contextlib.suppress(OSError):
-            children = [int(c) for c in children_file.read_text().split()]
-            pids += children
-            frontier += children
-    tasks = []
-    for p in pids:
-        with contextlib.suppress(OSError):
-            tasks += [int(t) for t in os.listdir(f"/proc/{p}/task")]
-    return tasks
-
-
 def run_wrk_pinned(
-    url: str, payload: Payload, seconds: float, connections: int, base: int, pinned: bool
+    url: str, payload: Payload, seconds: float, connections: int, base: int, cpus: CpuPlan
 ) -> WrkResult:
-    """wrk with one thread on the load core: POST `payload` to `url` for `seconds`."""
+    """wrk with one thread on the load CPU: POST `payload` to `url` for `seconds`."""
     wrk = require("wrk", "apt-get install -y wrk")
-    command = ["taskset", "-c", str(LOAD_CORE)] if pinned else []
-    command += [wrk, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
+    command = [wrk, "-t", "1", "-c", str(connections), "-d", f"{max(1, round(seconds))}s"]
     command += ["--timeout", "10s", "-s", str(WRK_SCRIPT), url, "--"]
     command += (
         [payload] if isinstance(payload, str) else [payload.prefix, payload.suffix, str(base)]
     )
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    done = subprocess.run(pinned(command, cpus.others), capture_output=True, text=True, check=True)
     return parse_wrk(done.stdout, generator_cores=0.0)
 
 
@@ -212,26 +179,22 @@ class CpuBench:
 
     @contextlib.contextmanager
     def started(self, target: Target) -> Iterator[Service]:
-        work_dir = self.options.work_dir
+        work_dir, cpus = self.options.work_dir, self.options.cpus
         with contextlib.ExitStack() as stack:
             if target.floor:
-                service, ready = spawn_raw_asgi(work_dir), "/"
+                service, ready = spawn_raw_asgi(work_dir, cpus.server), "/"
             else:
                 extra: list[str] = []
                 if target.redis:
-                    redis_service = stack.enter_context(private_redis(work_dir))
-                    extra = ["--redis_url", redis_service]
+                    redis_url = stack.enter_context(private_redis(work_dir, cpus.others))
+                    extra = ["--redis_url", redis_url]
                     if target.redis_hits:
                         extra += REDIS_HIT_FLAGS
                 service, ready = (
-                    spawn_predictor(self.options.model_dir, extra),
+                    spawn_predictor(self.options.model_dir, extra, cpus=cpus.server),
                     PREDICTOR_READY_PATH,
                 )
             stack.enter_context(running(service, ready))
-            if self.options.pinned:
-                pin(service.pid, SERVER_CORE)
-                for redis_pid in _redis_pids(work_dir):
-                    pin(redis_pid, LOAD_CORE)
             yield service
 
     def measure(self, service: Service, target: Target) -> Measurement:
@@ -242,29 +205,25 @@ class CpuBench:
         first = payload if isinstance(payload, str) else payload.render(base - 1)
         check_answer(url, first)
         step = UNIQUE_RANGE // (o.windows + 2)
-        run_wrk_pinned(url, payload, o.warmup, o.connections, base + step, o.pinned)
-        windows = []
-        for n in range(o.windows):
-            start = base + (n + 2) * step
+        run_wrk_pinned(url, payload, o.warmup, o.connections, base + step, o.cpus)
+
+        def start(n: int) -> int:
+            return base + (n + 2) * step
+
+        def prefill(n: int) -> None:
+            """Rows of window n written to Redis first, so that the window reads them back."""
             if target.redis_hits:
-                prefill = o.seconds * PREFILL_WINDOWS
-                run_wrk_pinned(url, payload, prefill, o.connections, start, o.pinned)
-            cpu = tree_cpu_seconds(service.pid)
-            load = run_wrk_pinned(url, payload, o.seconds, o.connections, start, o.pinned)
-            windows.append(Window(load, tree_cpu_seconds(service.pid) - cpu))
-        return Measurement(target, tuple(windows))
+                seconds = o.seconds * PREFILL_WINDOWS
+                run_wrk_pinned(url, payload, seconds, o.connections, start(n), o.cpus)
 
-
-def _redis_pids(work_dir: Path) -> list[int]:
-    """redis-server processes started by this run (their command names the work dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-                if cmdline[0].endswith(b"redis-server") and str(work_dir).encode() in cmdline:
-                    found.append(int(entry.name))
-    return found
+        windows = measure_windows(
+            service.pid,
+            o.windows,
+            lambda n: run_wrk_pinned(url, payload, o.seconds, o.connections, start(n), o.cpus),
+            lambda load: load.requests,
+            prefill,
+        )
+        return Measurement(target, windows)
 
 
 def _floor_us(measurements: Sequence[Measurement]) -> float | None:
@@ -301,13 +260,9 @@ def measurements_table(measurements: Sequence[Measurement]) -> str:
 
 
 def method_line(options: Options, wrk_version: str) -> str:
-    pinning = (
-        f"server pinned to core {SERVER_CORE}, wrk (1 thread) and redis-server to core {LOAD_CORE}"
-        if options.pinned
-        else "nothing pinned (fewer than 2 cores)"
-    )
     return (
-        f"{wrk_version}; {options.connections} connections; {pinning}; "
+        f"{wrk_version}; {options.connections} connections (wrk, 1 thread); "
+        f"{options.cpus.describe()}; "
         f"{options.windows} windows of {options.seconds:g} s after {options.warmup:g} s warm-up, "
         "the cheapest kept; one row per request."
     )
@@ -343,7 +298,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         targets=tuple(by_key[key] for key in wanted),
         work_dir=args.work_dir,
         out_dir=args.out,
-        pinned=len(os.sched_getaffinity(0)) >= 2,
+        cpus=cpu_plan(),
         command=report.command_line("cpu_bench", argv),
     )
 
@@ -366,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {
         "machine": info,
         "command": options.command,
-        "pinned": options.pinned,
+        "pinned": options.cpus.pinned,
+        "cpus": options.cpus.describe(),
         "measurements": [m.as_dict() for m in measurements],
         "duration_s": time.monotonic() - started,
     }

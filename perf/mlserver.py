@@ -13,14 +13,14 @@ import fcntl
 import json
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Final
 
-from perf.payloads import MODEL_NAME
+from harness.payloads import MODEL_NAME
+from harness.server import free_port
 from perf.procs import Service, spawn
-from tests.server import free_port
 
 MLSERVER_VERSION: Final = "1.7.1"
 CACHE_ENV: Final = "HOUSING_PREDICTOR_CACHE"
@@ -109,9 +109,13 @@ def write_settings(model_dir: Path, work_dir: Path, http_port: int) -> Path:
 
 
 def spawn_mlserver(
-    executable: Path, model_dir: Path, work_dir: Path, env: Mapping[str, str] | None = None
+    executable: Path,
+    model_dir: Path,
+    work_dir: Path,
+    env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
     port = free_port()
     repository = write_settings(model_dir, work_dir, port)
     command = [str(executable), "start", str(repository)]
-    return spawn("mlserver", command, port, work_dir, env)
+    return spawn("mlserver", command, port, work_dir, env, cpus)

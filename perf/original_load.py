@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from harness.pinning import UNPINNED_HELP, CpuPlan, cpu_plan
+from harness.promtext import percentiles_ms
 from perf import report
 from perf.loadgen import PERF_DIR, K6Result, k6_executable, run_k6, tool_version
 from perf.plot import plot_percentiles
@@ -43,7 +45,6 @@ from perf.procs import (
     running,
     spawn_predictor,
 )
-from perf.promtext import percentiles_ms
 from perf.sweep import CACHE_RATES, SERVER_HISTOGRAM
 
 SCRIPT: Final = PERF_DIR / "original.js"
@@ -84,6 +85,8 @@ class Options:
     doc: Path | None
     """The page whose `perf:original-load` section this run's tables replace, if any."""
     command: str
+    cpus: CpuPlan
+    """Where the server, and k6 with Redis, run (`--unpinned`: anywhere)."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,7 @@ def one_run(options: Options, service: Service, mode: str, cache_rate: float) ->
     }
     summary_path = options.work_dir / f"original-k6-{mode}-{cache_rate:g}.json"
     with observe(service) as seen:
-        result = run_k6(env, summary_path, SCRIPT)
+        result = run_k6(env, summary_path, SCRIPT, cpus=options.cpus.others)
     print(f"[{mode}] {result.summary_line}", flush=True)
     summary = json.loads(summary_path.read_text())
     server_ms = percentiles_ms(seen.before, seen.after, SERVER_HISTOGRAM, {"route": "legacy"})
@@ -134,8 +137,9 @@ def one_run(options: Options, service: Service, mode: str, cache_rate: float) ->
 
 def measure(options: Options) -> list[Run]:
     runs: list[Run] = []
-    with private_redis(options.work_dir) as redis_url:
-        service = spawn_predictor(options.model_dir, ["--redis_url", redis_url])
+    cpus = options.cpus
+    with private_redis(options.work_dir, cpus.others) as redis_url:
+        service = spawn_predictor(options.model_dir, ["--redis_url", redis_url], cpus=cpus.server)
         with running(service, PREDICTOR_READY_PATH):
             for mode in options.modes:
                 runs += [one_run(options, service, mode, rate) for rate in options.cache_rates]
@@ -199,7 +203,7 @@ def render(info: dict[str, Any], options: Options, runs: Sequence[Run]) -> str:
     return "\n\n".join(
         [
             f"Machine: {report.machine_line(info)}. One server process with a private "
-            f"redis-server; {info['k6']} on the same machine.",
+            f"redis-server; {info['k6']} on the same machine; {options.cpus.describe()}.",
             f"Script `perf/original.js` (the original's closed shape): {shape}; each "
             "iteration GET /health then POST /predict (one row, no Content-Type). "
             f"Modes: {modes} ({options.rtt_ms:g} ms before each request).{quick}",
@@ -227,6 +231,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--hold", default="5m", help="Hold at --vus (k6 duration).")
     parser.add_argument("--rtt_ms", type=float, default=50.0, help="Client delay in rtt mode.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: 2 s ramp, 4 s hold.")
+    parser.add_argument("--unpinned", action="store_true", help=UNPINNED_HELP)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
@@ -248,6 +253,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         out_dir=args.out,
         doc=args.doc if args.update_docs else None,
         command=report.command_line("original_load", argv),
+        cpus=cpu_plan(not args.unpinned),
     )
 
 
@@ -267,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {
         "machine": info,
         "command": options.command,
+        "cpus": options.cpus.describe(),
         "options": {k: str(v) for k, v in asdict(options).items()},
         "runs": [run.as_dict() for run in runs],
         "original": {"sustained": ORIGINAL_SUSTAINED, "peak": ORIGINAL_PEAK},

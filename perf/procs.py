@@ -1,7 +1,7 @@
 """Start, time and stop the servers under test: this project, its peers and a private Redis.
 
 Every process logs to a file in the work directory and is stopped by its own handle, never
-by name. The predictor is started through `tests.server.spawn_server`, as the tests do.
+by name. The predictor and Redis are started through the harness, as the tests start them.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Final
 
 import httpx
-import redis
 
-from perf.payloads import MODEL_NAME, REPO
-from perf.promtext import Scrape, cache_hit_ratio, delta, scrape
-from tests.server import free_port, spawn_server
+from harness.cpu import tree_cpu_seconds
+from harness.payloads import MODEL_NAME, REPO
+from harness.pinning import pinned
+from harness.promtext import Scrape, cache_hit_ratio, delta, scrape
+from harness.redis_server import running_redis
+from harness.server import free_port, spawn_server
 
 READY_TIMEOUT_SECONDS: Final = 120.0
 # Readiness is polled this often, so that start-up times are measured to a few milliseconds.
@@ -88,13 +90,15 @@ def spawn(
     port: int,
     work_dir: Path,
     env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
-    """Start `command` in the repository root, its output in `work_dir/<name>.log`."""
+    """Start `command` in the repository root (on `cpus` if given), its output in
+    `work_dir/<name>.log`."""
     log_path = work_dir / f"{name}.log"
     started_at = time.perf_counter()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(command),
+            pinned(command, cpus),
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -104,11 +108,15 @@ def spawn(
 
 
 def spawn_predictor(
-    model_dir: Path, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None
+    model_dir: Path,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
-    """`python -m predictor --model_dir DIR` on free ports, via the tests' `spawn_server`."""
+    """`python -m predictor --model_dir DIR` on free ports (harness.server.spawn_server), on
+    `cpus` if given."""
     started_at = time.perf_counter()
-    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env)
+    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env, cpus=cpus)
     return Service("predictor", server.process, server.http_port, server.log_path, started_at)
 
 
@@ -118,20 +126,21 @@ def spawn_python_module(
     args: Sequence[str],
     work_dir: Path,
     env: Mapping[str, str] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> Service:
     """`python -m MODULE ARGS --http_port P --grpc_port Q`, for the kserve peers."""
     port = free_port()
     command = [sys.executable, "-m", module, *args]
     command += ["--http_port", str(port), "--grpc_port", str(free_port())]
-    return spawn(name, command, port, work_dir, env)
+    return spawn(name, command, port, work_dir, env, cpus)
 
 
-def spawn_raw_asgi(work_dir: Path) -> Service:
+def spawn_raw_asgi(work_dir: Path, cpus: Sequence[int] | None = None) -> Service:
     """The ceiling: `perf.peers.raw_asgi` under uvicorn with httptools and uvloop."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "perf.peers.raw_asgi:app", "--port", str(port)]
     command += ["--http", "httptools", "--loop", "uvloop", "--no-access-log"]
-    return spawn("raw-asgi", [*command, "--log-level", "warning"], port, work_dir)
+    return spawn("raw-asgi", [*command, "--log-level", "warning"], port, work_dir, cpus=cpus)
 
 
 @contextlib.contextmanager
@@ -145,33 +154,11 @@ def running(service: Service, ready_path: str) -> Iterator[Service]:
 
 
 @contextlib.contextmanager
-def private_redis(work_dir: Path) -> Iterator[str]:
-    """A throwaway `redis-server` on a free port (no persistence); yields its URL."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(work_dir)]
-    service = spawn("redis", command, port, work_dir)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        _wait_redis(service, url)
-        yield url
-    finally:
-        service.stop()
-
-
-def _wait_redis(service: Service, url: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(url, socket_timeout=1.0)
-    try:
-        while time.monotonic() < deadline:
-            service.check_running()
-            with contextlib.suppress(redis.RedisError):
-                if client.ping():
-                    return
-            time.sleep(POLL_SECONDS)
-    finally:
-        client.close()
-    raise TimeoutError(f"redis not ready:\n{service.log_tail()}")
+def private_redis(work_dir: Path, cpus: Sequence[int] | None = None) -> Iterator[str]:
+    """A throwaway `redis-server` on a free port (no persistence, harness.redis_server),
+    on `cpus` if given; yields its URL."""
+    with running_redis(work_dir, cpus=cpus) as server:
+        yield server.url
 
 
 @dataclass
@@ -202,21 +189,3 @@ def observe(service: Service, metrics: bool = True) -> Iterator[Observation]:
     yield seen
     seen.cores = (tree_cpu_seconds(service.pid) - cpu) / (time.perf_counter() - wall)
     seen.after = scrape(service.base_url) if metrics else []
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of `pid` and its live descendants (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])))
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, (ppid, _) in stats.items() if ppid == parent]
-        tree.update(children)
-        frontier.extend(children)
-    return sum(stats[p][1] for p in tree if p in stats) / ticks

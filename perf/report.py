@@ -23,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-from perf.payloads import REPO
+from harness.payloads import REPO
 
 
 @dataclass(frozen=True)

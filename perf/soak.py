@@ -41,13 +41,13 @@ from typing import Any, Final, NamedTuple
 
 import numpy as np
 
+from harness.payloads import MODEL_NAME
+from harness.promtext import Scrape, delta, percentiles_ms, scrape, total
+from harness.redis_server import RedisServer, running_redis
 from perf import report
 from perf.loadgen import K6Result, k6_executable, require, run_k6, tool_version
-from perf.payloads import MODEL_NAME
 from perf.procs import PREDICTOR_READY_PATH, Observation, Service, observe, spawn_predictor
 from perf.procs import running as running_service
-from perf.promtext import Scrape, delta, percentiles_ms, scrape, total
-from tests.redis_server import RedisServer, running_redis
 
 SERVER_HISTOGRAM: Final = "housing_request_seconds"
 ROWS_PREDICTED: Final = "housing_rows_predicted_total"

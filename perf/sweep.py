@@ -27,9 +27,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from harness.payloads import MODEL_NAME, ROUTES
+from harness.pinning import UNPINNED_HELP, CpuPlan, cpu_plan
+from harness.promtext import percentiles_ms
 from perf import report
 from perf.loadgen import K6Result, k6_executable, run_k6, tool_version
-from perf.payloads import MODEL_NAME, ROUTES
 from perf.plot import plot_percentiles
 from perf.procs import (
     PREDICTOR_READY_PATH,
@@ -39,7 +41,6 @@ from perf.procs import (
     running,
     spawn_predictor,
 )
-from perf.promtext import percentiles_ms
 
 CACHE_RATES: Final = (0.0, 0.5, 0.75, 0.999, 1.0)
 ORIGINAL_RATE: Final = 830
@@ -71,6 +72,8 @@ class Options:
     doc: Path | None
     """The page whose perf:load section to replace (`--update-docs`), or None."""
     command: str
+    cpus: CpuPlan
+    """Where the server, and k6 with Redis, run (`--unpinned`: anywhere)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Sweep:
         }
         summary_path = self.options.work_dir / f"k6-{self.runs_started}.json"
         with observe(self.service) as seen:
-            result = run_k6(env, summary_path)
+            result = run_k6(env, summary_path, cpus=self.options.cpus.others)
         print(result.summary_line, flush=True)
         labels = {"route": self.options.route}
         server_ms = percentiles_ms(seen.before, seen.after, SERVER_HISTOGRAM, labels)
@@ -214,8 +217,8 @@ def render(
         (
             f"{info['k6']}, open model (`constant-arrival-rate`), route `{options.route}`, "
             f"{options.duration_s} s per cache rate, one row per request; the predictor "
-            "with a private Redis as the shared cache tier; k6, Redis and the predictor "
-            "share the machine. Client percentiles from k6; server percentiles from the "
+            f"with a private Redis as the shared cache tier; {options.cpus.describe()}. "
+            "Client percentiles from k6; server percentiles from the "
             f"`{SERVER_HISTOGRAM}` histogram (interpolated within its buckets); "
             f"thresholds: P99 < {options.slo_p99_ms:g} ms, < 1% failed, < 1% dropped."
         ),
@@ -245,6 +248,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--max_probes", type=int, default=8, help="Probes of the search.")
     parser.add_argument("--slo_p99_ms", type=float, default=25.0, help="P99 to sustain.")
     parser.add_argument("--quick", action="store_true", help="Smoke run: seconds per rate.")
+    parser.add_argument("--unpinned", action="store_true", help=UNPINNED_HELP)
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     if args.quick:
@@ -264,13 +268,15 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         out_dir=args.out,
         doc=args.doc if args.update_docs else None,
         command=report.command_line("sweep", argv),
+        cpus=cpu_plan(not args.unpinned),
     )
 
 
 @contextlib.contextmanager
 def predictor_with_redis(options: Options) -> Iterator[Service]:
-    with private_redis(options.work_dir) as redis_url:
-        service = spawn_predictor(options.model_dir, ["--redis_url", redis_url])
+    cpus = options.cpus
+    with private_redis(options.work_dir, cpus.others) as redis_url:
+        service = spawn_predictor(options.model_dir, ["--redis_url", redis_url], cpus=cpus.server)
         with running(service, PREDICTOR_READY_PATH):
             yield service
 
@@ -312,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = {
         "machine": info,
         "command": options.command,
+        "cpus": options.cpus.describe(),
         "options": {k: str(v) for k, v in asdict(options).items()},
         "levels": {label: [run.as_dict() for run in runs] for label, runs in levels.items()},
         "probes": [asdict(probe) for probe in probes],

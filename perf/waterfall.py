@@ -24,7 +24,7 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 
-from perf.payloads import MODEL_NAME, REPO, fixed_row
+from harness.payloads import MODEL_NAME, REPO, fixed_row
 
 DEFAULT_OUT: Final = REPO / "perf" / "results" / "explanation-waterfall.png"
 DOC_OUT: Final = REPO / "docs" / "img" / "explanation-waterfall.png"

@@ -2,7 +2,7 @@
 --   wrk -s perf/wrk.lua URL -- BODY                 every request sends BODY (cache hits)
 --   wrk -s perf/wrk.lua URL -- PREFIX SUFFIX BASE   request n of thread t sends
 --       PREFIX .. (BASE + t * 1e9 + n) .. SUFFIX, unique across threads (cache misses)
--- Built by perf/loadgen.py from perf/payloads.py's bodies.
+-- Built by perf/loadgen.py from harness/payloads.py's bodies.
 
 local threads = {}
 

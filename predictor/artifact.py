@@ -36,8 +36,16 @@ ARTIFACT_NAME: Final = "model.joblib"
 COMPILED_NAME: Final = "compiled.npz"
 METADATA_NAME: Final = "metadata.json"
 _MODEL_SUFFIXES: Final = (".joblib", ".pkl", ".pickle")
+# The model version users see (headers, V2, cache keys, training output, image tags and labels):
+# this many leading hex digits of the artifact's sha256, which the metadata keeps in full.
+VERSION_CHARS: Final = 16
 
 logger = logging.getLogger(__name__)
+
+
+def short_version(model_version: str) -> str:
+    """The one form of a model version that users see."""
+    return model_version[:VERSION_CHARS]
 
 
 class ModelArtifactError(RuntimeError):

@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from predictor import drift
-from predictor.artifact import save_artifact
+from predictor.artifact import save_artifact, short_version
 from predictor.schema import FEATURES
 
 SEED: Final = 42
@@ -65,10 +65,22 @@ def load_statlib(path: Path) -> Dataset:
     return Dataset(features, value / 100_000.0, f"statlib:{path.name}")
 
 
+class DataUnavailableError(RuntimeError):
+    """Neither a data file nor scikit-learn's download could provide the training data."""
+
+
 def load_sklearn() -> Dataset:
+    """scikit-learn's copy (cached in ~/scikit_learn_data after the first download)."""
     from sklearn.datasets import fetch_california_housing
 
-    bunch = fetch_california_housing()
+    try:
+        bunch = fetch_california_housing()
+    except OSError as e:  # urllib's URLError and socket errors are OSErrors
+        raise DataUnavailableError(
+            "no data file was given (--data PATH or HOUSING_DATA) and scikit-learn could not "
+            f"download the California housing data ({e}); pass --data PATH to the StatLib "
+            "file cal_housing.data, or train once where the internet is reachable"
+        ) from e
     if list(bunch.feature_names) != list(FEATURES):
         raise ValueError(f"unexpected feature names {bunch.feature_names}")
     return Dataset(np.asarray(bunch.data, dtype=np.float64), bunch.target, "sklearn")
@@ -152,14 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_path = args.data or (
         Path(os.environ["HOUSING_DATA"]) if os.environ.get("HOUSING_DATA") else None
     )
-    data = load_statlib(data_path) if data_path else load_sklearn()
+    if data_path is not None and not data_path.is_file():
+        print(f"python -m predictor.train: {data_path}: no such data file", file=sys.stderr)
+        return 2
+    try:
+        data = load_statlib(data_path) if data_path else load_sklearn()
+    except DataUnavailableError as e:
+        print(f"python -m predictor.train: {e}", file=sys.stderr)
+        return 2
     estimator, metadata = train(data, args.estimator, args.max_rows)
     written = save_artifact(args.model_dir, estimator, metadata)
     metrics = written["metrics_held_out"]
     print(
         f"trained {args.estimator} on {metadata['rows']['train']} rows ({data.source}); "
         f"held-out R2={metrics['r2']:.4f} MAE={metrics['mae']:.4f} RMSE={metrics['rmse']:.4f}; "
-        f"wrote {args.model_dir} (model_version {written['model_version'][:12]})"
+        f"wrote {args.model_dir} (model version {short_version(written['model_version'])})"
     )
     return 0
 

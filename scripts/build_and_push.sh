@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 set -euo pipefail
-# Build the predictor (server) image, push it, and print the digest to pin in overlays/prod.
+# Build the predictor (server) image, push it, and print the digest to pin in deploy/overlays/prod.
 # The image holds no model: ship one with `make model-image` (scripts/model_artifact.py).
 #
 #   IMAGE=ghcr.io/acme/housing-predictor TAG=0.1.0 scripts/build_and_push.sh
@@ -40,7 +40,7 @@ digest="$(docker inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "
   | grep -m 1 "^${IMAGE}@sha256:")"
 echo "pushed ${ref}"
 echo "digest ${digest}"
-echo "pin it in overlays/prod/kustomization.yaml:"
+echo "pin it in deploy/overlays/prod/kustomization.yaml:"
 echo "  images:"
 echo "    - name: ghcr.io/example/housing-predictor"
 echo "      newName: ${IMAGE}"

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -36,14 +35,9 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-REPO: Final = Path(__file__).resolve().parents[1]
-if not __package__:
-    # Run as a path (`.venv/bin/python scripts/render_panel.py`): Python put scripts/ on the
-    # path, not the checkout, whose `perf` package this script shares its payloads with.
-    sys.path.insert(0, str(REPO))
-
-from perf.payloads import ROUTES, fixed_body, path, unique_template  # noqa: E402
-from perf.promtext import PERCENTILES, Scrape, delta, percentiles_ms, scrape  # noqa: E402
+from harness.paths import REPO
+from harness.payloads import ROUTES, fixed_body, path, unique_template
+from harness.promtext import PERCENTILES, Scrape, delta, percentiles_ms, scrape
 
 DEFAULT_OUT: Final = REPO / "perf" / "results" / "latency-panel.png"
 

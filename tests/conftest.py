@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.server import REPO, ServerProcess, start_server
+from harness.payloads import sample_rows
+from harness.server import REPO, ServerProcess, start_server
+
+pytest_plugins = ["tests.missing_tools"]
 
 # Where a checkout sits next to shared/ (as here and in CI); HOUSING_DATA=PATH overrides it.
 DATA_PATH = REPO.parent / "shared" / "data" / "cal_housing.data"
-TEST_DATA = Path(__file__).resolve().parent / "data"
-
-
-def load_json(name: str) -> Any:
-    return json.loads((TEST_DATA / name).read_text())
 
 
 @pytest.fixture(scope="session")
@@ -71,5 +67,4 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture()
 def sample() -> list[dict[str, float]]:
-    items: list[dict[str, float]] = load_json("sample.json")
-    return items
+    return sample_rows()

@@ -1,6 +1,6 @@
 """Private Redis Cluster and Sentinel sets on loopback free ports, for the failover tests.
 
-Each is made of real `redis-server` processes (tests/redis_server.py's `RedisServer`, one
+Each is made of real `redis-server` processes (harness/redis_server.py's `RedisServer`, one
 per node, with extra options), tuned to fail over within a few seconds: a cluster node
 timeout of 1 s, a sentinel down-after of 500 ms.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import RedisServer
-from tests.server import free_port
-from tests.system_tools import require_tool
+from harness.redis_server import RedisServer
+from harness.server import free_port
+from harness.system_tools import require_tool
 
 CLUSTER_NODE_TIMEOUT_MS = 1000
 SENTINEL_DOWN_AFTER_MS = 500

@@ -26,8 +26,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from harness.server import ServerProcess
 from predictor.openapi import openapi_document
-from tests.server import ServerProcess
 
 DOCUMENT = openapi_document()
 MAX_EXAMPLES = 60

@@ -20,8 +20,9 @@ import pytest
 from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from harness.payloads import sample_row, sample_values
+from harness.server import ServerProcess
 from predictor.schema import FEATURES
-from tests.server import ServerProcess
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -31,17 +32,8 @@ V2 = "/v2/models/housing/infer"
 JSON_TYPE = "application/json"
 JSON = {"Content-Type": JSON_TYPE}
 MAX_BODY_BYTES = 2 * 1024 * 1024  # the server's default --max_body_bytes
-ROW = {
-    "MedInc": 8.3252,
-    "HouseAge": 42,
-    "AveRooms": 6.98,
-    "AveBedrms": 1.02,
-    "Population": 322,
-    "AveOccup": 2.55,
-    "Latitude": 37.88,
-    "Longitude": -122.23,
-}
-VALUES = [float(ROW[f]) for f in FEATURES]
+ROW = sample_row()
+VALUES = sample_values()
 TEN_MB = b"[" + b" " * (10 * 1024 * 1024) + b"]"
 
 

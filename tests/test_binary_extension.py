@@ -12,10 +12,11 @@ import httpx
 import numpy as np
 import pytest
 
+from harness.payloads import sample_values
 from predictor.schema import FEATURES
 
 V2 = "/v2/models/housing/infer"
-ROW = [8.3252, 42.0, 6.98, 1.02, 322.0, 2.55, 37.88, -122.23]
+ROW = sample_values()
 RAW64 = np.array([ROW], dtype=np.float64).tobytes()
 
 

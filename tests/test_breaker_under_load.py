@@ -18,10 +18,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from harness.redis_server import RedisServer, running_redis
+from harness.server import start_server
 from predictor.redis_cache import RedisCache
 from tests.delaying_proxy import delaying_proxy
-from tests.redis_server import RedisServer, running_redis
-from tests.server import start_server
 
 TIMEOUT = 0.05
 COOLDOWN = 0.5

@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.payloads import distinct_rows
+from harness.redis_server import RedisServer, running_redis
+from harness.server import ServerProcess, spawn_server, start_server
 from predictor.artifact import METADATA_NAME, load_artifact, save_artifact
 from predictor.cache import cache_key
 from predictor.keys import canonical_rows, row_digests
 from predictor.schema import FEATURES
-from tests.redis_server import RedisServer, running_redis
-from tests.server import ServerProcess, spawn_server, start_server
 
 TIMEOUT_MS = 50
 # A bound on one request's wall time while Redis is dead or hung: the Redis timeout plus a
@@ -50,14 +51,7 @@ _row_ids = itertools.count()
 
 def fresh_rows(n: int) -> list[Row]:
     """Rows no earlier test of this module has sent (unique populations)."""
-    rows = []
-    for k in itertools.islice(_row_ids, n):
-        rows.append(
-            {"MedInc": 1.5 + (k % 89) / 16, "HouseAge": float(k % 50), "AveRooms": 5.25,
-             "AveBedrms": 1.0, "Population": 1000.0 + k, "AveOccup": 2.5,
-             "Latitude": 34.0 + (k % 7) / 8, "Longitude": -118.25}
-        )  # fmt: skip
-    return rows
+    return [row for k in itertools.islice(_row_ids, n) for row in distinct_rows(k, 1)]
 
 
 def predict(server: ServerProcess, rows: list[Any]) -> tuple[str, list[float]]:

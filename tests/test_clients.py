@@ -26,8 +26,8 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from kserve.protocol.infer_type import InferInput, InferRequest
 from tritonclient.utils import InferenceServerException
 
+from harness.server import REPO, ServerProcess
 from predictor.schema import FEATURES
-from tests.server import REPO, ServerProcess
 
 MODEL = "housing"
 OUTPUT = "predict"

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
+from harness.server import REPO
 from predictor.artifact import (
     COMPILED_NAME,
     METADATA_NAME,
@@ -31,7 +32,6 @@ from predictor.artifact import (
 )
 from predictor.fast_model import KIND_COMPILED_HGB, KIND_SKLEARN
 from predictor.train import SEED, TEST_SIZE, load_statlib
-from tests.server import REPO
 
 
 @pytest.fixture(scope="module")

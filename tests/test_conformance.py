@@ -24,8 +24,8 @@ import tritonclient.http as triton_http
 from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from harness.server import ServerProcess
 from predictor.schema import FEATURES
-from tests.server import ServerProcess
 
 V1 = "/v1/models/housing:predict"
 V2 = "/v2/models/housing/infer"

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import ServerProcess, spawn_server, start_server
+from harness.server import ServerProcess, spawn_server, start_server
 from tests.slow_model import write_slow_model
 
 HEADER_TIMEOUT = 1.0

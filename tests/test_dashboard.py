@@ -12,7 +12,7 @@ import httpx
 import promql_parser
 import pytest
 
-from tests.server import REPO, ServerProcess
+from harness.server import REPO, ServerProcess
 from tests.test_drift_rules import recorded_metrics
 
 DASHBOARD_PATH = REPO / "deploy" / "grafana" / "housing-predictor.json"

@@ -7,7 +7,7 @@ import configparser
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.server import REPO
+from harness.server import REPO
 
 
 def install_requires() -> list[Requirement]:

@@ -9,9 +9,14 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
+import numpy as np
 import pytest
+import yaml
 
-from tests.server import REPO
+from harness.payloads import sample_values
+from harness.server import REPO
+from predictor.artifact import VERSION_CHARS
+from predictor.keys import canonical_rows, row_digests
 
 LINK: Final = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE: Final = re.compile(r"^```.*?^```", re.M | re.S)
@@ -90,3 +95,42 @@ def test_kept_results_are_the_cited_ones_and_all_in_the_index() -> None:
     assert reports, "no kept reports found"
     uncited = sorted(p.name for p in reports - cited)
     assert not uncited, f"kept in docs/results/ but cited by no page: {uncited}"
+
+
+def test_docs_state_the_manifests_scaling_target() -> None:
+    """Every page that names the autoscaling target names the manifest's: scaleTarget x
+    target-utilization-percentage (docs/operations.md once said 8)."""
+    isvc = yaml.safe_load((REPO / "inferenceservice.yaml").read_text(encoding="utf-8"))
+    predictor = isvc["spec"]["predictor"]
+    utilization = predictor["annotations"]["autoscaling.knative.dev/target-utilization-percentage"]
+    stated = f"{predictor['scaleTarget']} x {utilization}%"
+    for page in ("operations.md", "deploy.md"):
+        text = (REPO / "docs" / page).read_text(encoding="utf-8")
+        assert stated in text, f"docs/{page} does not state the target as {stated}"
+        assert not re.search(r"target\s+\(\d+\)", text), f"docs/{page}: a bare target number"
+
+
+def test_k6_commands_in_the_docs_name_their_server() -> None:
+    """A k6 or hey command copied from the docs says which server it loads (BASE_URL)."""
+    for page in (REPO / "docs").glob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```(?:sh|bash)\n(.*?)```", text, re.S):
+            for command in re.sub(r"\\\n\s*", " ", block).splitlines():
+                if re.search(r"k6 run perf/load\.js|perf/hey\.sh", command):
+                    assert "BASE_URL=" in command, f"{page.name}: {command}"
+
+
+def test_the_cache_key_example_is_the_sample_row_under_the_manifests_model() -> None:
+    """docs/caching.md's example key: the sample row's digest under the model version the
+    manifests ship (STORAGE_URI's tag), in the one form of a version users see."""
+    isvc = yaml.safe_load((REPO / "inferenceservice.yaml").read_text(encoding="utf-8"))
+    [uri] = [
+        env["value"]
+        for env in isvc["spec"]["predictor"]["containers"][0]["env"]
+        if env["name"] == "STORAGE_URI"
+    ]
+    version = uri.rsplit(":", 1)[1]
+    [digest] = row_digests(canonical_rows(np.array([sample_values()])))
+    text = (REPO / "docs" / "caching.md").read_text(encoding="utf-8")
+    assert f"    housing:{version}:{digest}\n" in text
+    assert len(version) == VERSION_CHARS

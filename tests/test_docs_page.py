@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.server import ServerProcess
 from tests.docs_browser import find_executables, try_it_out
-from tests.server import ServerProcess
 
 
 def test_docs_page_and_its_assets_come_from_the_server(client: httpx.Client) -> None:

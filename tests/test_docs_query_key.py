@@ -16,15 +16,13 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.server import REPO, ServerProcess
+from harness.payloads import sample_row
+from harness.server import REPO, ServerProcess
 
 API_DOC: Final = REPO / "docs" / "api.md"
 SECTION: Final = "**The canonical form and `query_key`.**"
 
-ROW: Final = {
-    "MedInc": 8.3252, "HouseAge": 42.0, "AveRooms": 6.98, "AveBedrms": 1.02,
-    "Population": 322.0, "AveOccup": 2.55, "Latitude": 37.88, "Longitude": -122.23,
-}  # fmt: skip
+ROW: Final = sample_row()
 # JSON texts as a client might send them; each must get the key of its rows' values.
 BODIES: Final = {
     "negative zeros": json.dumps(

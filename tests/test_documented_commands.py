@@ -12,7 +12,7 @@ docs/*.md, and the inline code in their prose that starts with `make `, `.venv/b
 - a plain `python ...`: refused, since it is not the project's interpreter on a fresh
   clone (write `.venv/bin/python ...`, or a `make` target);
 - a command that is a path of the checkout (`scripts/x.sh`): exists and is executable;
-- for every command, cluster ones included (`kubectl apply -k overlays/prod`, `curl -d
+- for every command, cluster ones included (`kubectl apply -k deploy/overlays/prod`, `curl -d
   @tests/data/sample.json`): every argument naming a path in the checkout exists, unless
   it is an output path git ignores.
 """
@@ -33,7 +33,7 @@ from typing import Final
 
 import pytest
 
-from tests.server import REPO
+from harness.server import REPO
 
 SHELL_LANGUAGES: Final = {"sh", "bash", "shell", "console", "zsh"}
 FENCE: Final = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```", re.M | re.S)
@@ -184,7 +184,7 @@ def git_ignores(relative: str, repo: Path = REPO) -> bool:
 
 
 def checkout_path(word: str) -> str | None:
-    """The path of the checkout an argument names, if it names one: `overlays/prod`,
+    """The path of the checkout an argument names, if it names one: `deploy/overlays/prod`,
     `@tests/data/sample.json`, `--patch-file=knative/x.yaml`."""
     candidate = word.split("=", 1)[1] if word.startswith("-") and "=" in word else word
     candidate = candidate.removeprefix("@")
@@ -325,7 +325,10 @@ def _checked(markdown: str, tmp_path: Path) -> list[str]:
         ("```bash\nFOO=1 python -m perf.bench --help\n```\n", ["plain 'python'"]),
         ("```sh\n.venv/bin/python -m perf.no_such_tool --help\n```\n", ["No module named"]),
         ("```sh\n.venv/bin/python scripts/no_such.py\n```\n", ["no script scripts/no_such.py"]),
-        ("```sh\nkubectl apply -k overlays/no-such\n```\n", ["overlays/no-such: no such file"]),
+        (
+            "```sh\nkubectl apply -k deploy/overlays/no-such\n```\n",
+            ["deploy/overlays/no-such: no such file"],
+        ),
         ("```sh\ncurl -d @tests/data/sample.json \\\n  http://x\n```\n", []),
         ("```sh\n.venv/bin/python - <<'EOF'\nprint(1\nEOF\n```\n", ["not valid Python"]),
         ("```console\n$ make bench\nmake nothing-here\n```\n", []),

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.server import ServerProcess
 from predictor.drift import (
     FLUSH_ROWS,
     HISTOGRAM_NAME,
@@ -21,7 +22,6 @@ from predictor.drift import (
 )
 from predictor.schema import FEATURES
 from predictor.train import load_statlib
-from tests.server import ServerProcess
 
 
 def _rows(seed: int, n: int) -> np.ndarray:

@@ -21,9 +21,9 @@ import pytest
 from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest
 
+from harness.server import ServerProcess, start_server
 from predictor.schema import FEATURES
 from predictor.train import load_statlib
-from tests.server import ServerProcess, start_server
 from tests.test_drift_rules import write_rules
 from tests.test_prometheus import evaluate, prometheus_binary, start_prometheus
 

@@ -1,4 +1,4 @@
-"""The drift PrometheusRule (components/drift-alerts): its manifest, and its rules run by promtool.
+"""The drift PrometheusRule (deploy/components/drift-alerts): manifest and rules, by promtool.
 
 No Prometheus Operator CRD is at hand offline, so the manifest is checked against a strict
 schema of the operator's PrometheusRule API written here (monitoring.coreos.com/v1: groups
@@ -23,11 +23,11 @@ import jsonschema
 import pytest
 import yaml
 
+from harness.server import REPO
+from harness.system_tools import require_tool
 from tests.k8s_strict_schema import errors, metadata_validator
-from tests.server import REPO
-from tests.system_tools import require_tool
 
-COMPONENT: Final = REPO / "components" / "drift-alerts"
+COMPONENT: Final = REPO / "deploy" / "components" / "drift-alerts"
 RULE_PATH: Final = COMPONENT / "prometheus-rule.yaml"
 PROMTOOL: Final = "/usr/bin/promtool"
 PSI_RECORD: Final = "housing:feature_psi:1h"
@@ -216,7 +216,7 @@ def test_component_renders_into_an_overlay(tmp_path: Path) -> None:
                 "kind": "Kustomization",
                 "namespace": "housing-prod",
                 # kustomize takes other kustomizations by relative path only.
-                "resources": [os.path.relpath(REPO / "overlays" / "prod", tmp_path)],
+                "resources": [os.path.relpath(REPO / "deploy" / "overlays" / "prod", tmp_path)],
                 "components": [os.path.relpath(COMPONENT, tmp_path)],
             }
         )

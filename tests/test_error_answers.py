@@ -16,8 +16,8 @@ from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
+from harness.server import ServerProcess, start_server
 from predictor.logs import ClientErrorFilter
-from tests.server import ServerProcess, start_server
 
 LINES_PER_MINUTE = 10
 V2_ROW = {"inputs": [{"name": "input-0", "shape": [1, 8], "datatype": "FP64", "data": [1.0] * 8}]}

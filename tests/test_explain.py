@@ -23,12 +23,12 @@ import pytest
 from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
+from harness.redis_server import RedisServer
+from harness.server import REPO, ServerProcess, start_server
 from predictor.artifact import load_artifact
 from predictor.keys import canonical_rows, row_digests
 from predictor.schema import FEATURES
 from predictor.train import load_statlib
-from tests.redis_server import RedisServer
-from tests.server import REPO, ServerProcess, start_server
 
 # Close to the float64 rounding of a sum of 400 trees' values: shap computes the same
 # numbers here as in the server, so they agree far more closely than this.

@@ -11,8 +11,8 @@ import pytest
 from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
+from harness.server import ServerProcess
 from predictor.schema import FEATURES
-from tests.server import ServerProcess
 
 
 def grpc_infer(server: ServerProcess, matrix: np.ndarray, datatype: str) -> InferResponse:

@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from tests.server import ServerProcess, start_server
+from harness.server import ServerProcess, start_server
 
 SERVICE = "inference.GRPCInferenceService"
 LOG_LINES_PER_MINUTE = 3

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.payloads import load_json
 from predictor.json_body import MAX_DEPTH, InvalidJson, loads_strict
-from tests.conftest import load_json
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.payloads import load_json
 from predictor.keys import canonical_rows, query_key, row_digests
 from predictor.schema import FEATURES, InvalidRows, validate_objects
-from tests.conftest import load_json
 
 
 def client_side_query_key(items: list[dict[str, Any]]) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.server import ServerProcess, spawn_server
+from harness.server import ServerProcess, spawn_server
 from tests.slow_model import write_slow_model
 
 MODEL_SECONDS = 2.0

@@ -14,7 +14,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
-from tests.server import ServerProcess, start_server
+from harness.server import ServerProcess, start_server
 
 UNLOADED_LIVENESS = 1.5
 REPOSITORY = "/v2/repository/models/housing"

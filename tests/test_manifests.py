@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,19 +31,24 @@ import yaml
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb_v2
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_v2
 
+from harness.durations import parse_go_duration
+from harness.scripts import load_script
+from harness.server import free_port, start_server
+from harness.system_tools import require_tool
 from tests.k8s_strict_schema import crd_validator, errors, metadata_validator, strict_schema
-from tests.server import free_port, start_server
-from tests.system_tools import require_tool
 
 REPO: Final = Path(__file__).resolve().parents[1]
+DEPLOY: Final = REPO / "deploy"
 # CI clones the repository next to a copy of shared/; the CRDs are read there, never copied.
-CRDS: Final = REPO.parent / "shared" / "k8s-schemas"
+# K8S_SCHEMAS=DIR names another place (a worktree's parent has no shared/).
+DEFAULT_CRDS: Final = REPO.parent / "shared" / "k8s-schemas"
 # Overlays with a namespace and domain of their own, and those layered on one of them: a
 # canary of a new model version on prod, payload logging on dev.
 NAMESPACED_OVERLAYS: Final = ("dev", "prod", "grpc", "s3")
 LAYERED_OVERLAYS: Final = {"canary": "prod", "logger": "dev"}
 OVERLAYS: Final = (*NAMESPACED_OVERLAYS, *LAYERED_OVERLAYS)
 # "top-level": the files as committed (inferenceservice.yaml and knative/), before kustomize.
+# They hold no Redis: deploy/components/redis adds it in every overlay.
 SOURCES: Final = ("top-level", *OVERLAYS)
 K8S_VERSION: Final = "1.32"
 
@@ -103,23 +109,24 @@ def manifests(kubectl: str) -> dict[str, list[dict[str, Any]]]:
     out = {"top-level": top_level_docs()}
     for overlay in OVERLAYS:
         result = subprocess.run(
-            [kubectl, "kustomize", str(REPO / "overlays" / overlay)],
+            [kubectl, "kustomize", str(DEPLOY / "overlays" / overlay)],
             capture_output=True,
             text=True,
             check=False,
         )
         if result.returncode != 0:
-            pytest.fail(f"kubectl kustomize overlays/{overlay} failed:\n{result.stderr}")
+            pytest.fail(f"kubectl kustomize deploy/overlays/{overlay} failed:\n{result.stderr}")
         out[overlay] = load_docs(result.stdout)
     return out
 
 
 @pytest.fixture(scope="module")
 def validators() -> dict[str, jsonschema.protocols.Validator]:
+    crds = Path(os.environ.get("K8S_SCHEMAS") or DEFAULT_CRDS)
     return {
-        "InferenceService": crd_validator(CRDS / "kserve-inferenceservices.crd.yaml", "v1beta1"),
-        "DomainMapping": crd_validator(CRDS / "knative-domainmapping.crd.yaml", "v1beta1"),
-        "Service.serving.knative.dev": crd_validator(CRDS / "knative-service.crd.yaml", "v1"),
+        "InferenceService": crd_validator(crds / "kserve-inferenceservices.crd.yaml", "v1beta1"),
+        "DomainMapping": crd_validator(crds / "knative-domainmapping.crd.yaml", "v1beta1"),
+        "Service.serving.knative.dev": crd_validator(crds / "knative-service.crd.yaml", "v1"),
     }
 
 
@@ -148,9 +155,15 @@ def config_autoscaler() -> dict[str, str]:
 
 
 def cli_flags(args: list[str]) -> dict[str, str]:
-    """`--flag value` pairs of a container's args (all of ours take a value)."""
-    assert len(args) % 2 == 0 and all(a.startswith("--") for a in args[::2]), args
-    return dict(zip(args[::2], args[1::2], strict=True))
+    """A container's args as {flag: value}, from `--flag value` pairs and `--flag=value`
+    (all of ours take a value)."""
+    flags: dict[str, str] = {}
+    rest = iter(args)
+    for arg in rest:
+        assert arg.startswith("--"), args
+        flag, eq, value = arg.partition("=")
+        flags[flag] = value if eq else next(rest)
+    return flags
 
 
 def predictor_container(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -214,22 +227,6 @@ def project_ksvc(isvc: dict[str, Any]) -> dict[str, Any]:
 
 # --- rules no schema holds --------------------------------------------------------------------
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS: Final = {
-    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0,
-}  # fmt: skip
-
-
-def go_duration_seconds(text: str) -> float:
-    """Seconds in a Go `time.ParseDuration` string such as "90s" or "1m30s" (Knative's format)."""
-    sign = -1.0 if text.startswith("-") else 1.0
-    body = text.lstrip("+-")
-    if body == "0":
-        return 0.0
-    if not body or _DURATION.sub("", body) != "":
-        raise ValueError(f"not a Go duration: {text!r}")
-    return sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(body))
-
 
 def _number(value: str) -> float:
     return float(value)
@@ -246,9 +243,9 @@ def _integer(value: str) -> int:
 KNATIVE_ANNOTATION_RANGES: Final[Mapping[str, tuple[Callable[[str], float], float, float]]] = {
     "autoscaling.knative.dev/initial-scale": (_integer, 0, 2**31 - 1),
     "autoscaling.knative.dev/activation-scale": (_integer, 1, 2**31 - 1),
-    "autoscaling.knative.dev/scale-down-delay": (go_duration_seconds, 0, 3600),
-    "autoscaling.knative.dev/scale-to-zero-pod-retention-period": (go_duration_seconds, 0, 3600),
-    "autoscaling.knative.dev/window": (go_duration_seconds, 6, 3600),
+    "autoscaling.knative.dev/scale-down-delay": (parse_go_duration, 0, 3600),
+    "autoscaling.knative.dev/scale-to-zero-pod-retention-period": (parse_go_duration, 0, 3600),
+    "autoscaling.knative.dev/window": (parse_go_duration, 6, 3600),
     "autoscaling.knative.dev/panic-window-percentage": (_number, 1, 100),
     "autoscaling.knative.dev/panic-threshold-percentage": (_number, 110, 1000),
     "autoscaling.knative.dev/target-utilization-percentage": (_number, 1, 100),
@@ -386,8 +383,8 @@ _ISVC_STACK: Final = ["Deployment", "DomainMapping", "InferenceService", "Namesp
 EXPECTED_KINDS: Final = {
     "dev": sorted([*_ISVC_STACK, "Secret"]),
     "prod": _ISVC_STACK,
-    "grpc": sorted([*_ISVC_STACK, "Secret"]),
-    "s3": sorted([*_ISVC_STACK, "Secret", "Secret", "ServiceAccount"]),
+    "grpc": _ISVC_STACK,
+    "s3": sorted([*_ISVC_STACK, "Secret", "ServiceAccount"]),
     "canary": _ISVC_STACK,
     "logger": sorted([*_ISVC_STACK, "Deployment", "Secret", "Service"]),
 }
@@ -443,6 +440,72 @@ def test_prod_uses_an_out_of_band_redis_secret_and_tls(
     prod = manifests["prod"]
     assert of_kind(prod, "Secret") == []
     assert the_one(prod, "DomainMapping")["spec"]["tls"]["secretName"]
+
+
+def test_the_template_redis_secret_is_rendered_by_dev_alone(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Only dev (and logger, built on dev) carries the public password; the others expect the
+    real Secret to exist, so an apply never overwrites it."""
+    with_template = {
+        source
+        for source, docs in manifests.items()
+        if any(d["metadata"]["name"] == REDIS for d in of_kind(docs, "Secret"))
+    }
+    assert with_template == {"dev", "logger"}
+
+
+INDEX_PATH: Final = re.compile(r"/\d+(/|$)|\.\d+(\.|$)")
+
+
+def test_overlays_address_list_items_by_name_not_index() -> None:
+    """Containers and env entries are selected by name (`[name=...]` in replacements,
+    strategic merges): a JSON-patch path or field path with a list index edits whatever sits
+    at that index after the base changes."""
+    found = [
+        f"{path.relative_to(REPO)}: {line.strip()}"
+        for path in sorted(DEPLOY.rglob("kustomization.yaml"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if re.match(r"\s*(path:|- spec\.|- metadata\.)", line)
+        and INDEX_PATH.search(line.split(":", 1)[1] if "path:" in line else line)
+    ]
+    assert found == []
+
+
+# Paths a deployment comment may name: a repository path ending in / or a known extension.
+COMMENT_PATH: Final = re.compile(
+    r"(?<![\w./-])((?:deploy|knative|docs|scripts)/[\w./-]*[\w/]|[\w-]+\.(?:yaml|md))"
+)
+
+
+def test_deployment_comments_name_paths_that_exist() -> None:
+    """Every path a comment in deploy/ or knative/ names (deploy/overlays/s3,
+    knative/config-autoscaler.yaml, docs/deploy.md) exists: comments move with the tree."""
+    files = [
+        *sorted(DEPLOY.rglob("*.yaml")),
+        *sorted((REPO / "knative").glob("*.yaml")),
+    ]
+    missing = []
+    for path in files:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            comment = line.partition("#")[2]
+            for named in COMMENT_PATH.findall(comment):
+                candidates = [REPO / named, path.parent / named]
+                if not any(c.exists() for c in candidates):
+                    missing.append(f"{path.relative_to(REPO)}: {named}")
+    assert missing == []
+
+
+def test_top_level_inference_service_is_the_base() -> None:
+    """What a user applies at the top level is the base's file, not a copy that can drift."""
+    top = REPO / "inferenceservice.yaml"
+    assert top.resolve() == (DEPLOY / "base" / "inferenceservice.yaml").resolve()
+    assert (
+        "inferenceservice.yaml"
+        in yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text(encoding="utf-8"))[
+            "resources"
+        ]
+    )
 
 
 def env_value(isvc: dict[str, Any], name: str) -> str:
@@ -852,7 +915,7 @@ def test_domain_mapping_targets_the_predictor_service(
         assert mapping["metadata"]["name"].count(".") >= 1
 
 
-@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("source", OVERLAYS)
 def test_redis_is_hardened_and_wired_to_the_predictor(
     manifests: dict[str, list[dict[str, Any]]], source: str
 ) -> None:
@@ -872,9 +935,10 @@ def test_redis_is_hardened_and_wired_to_the_predictor(
         p["name"] for p in redis["ports"]
     }
 
-    # Every Secret key the pods read exists in the template (prod's real Secret copies it).
-    template = the_one(top_level_docs(), "Secret")
+    # Every Secret key the pods read exists in dev's template (prod's real Secret copies it).
+    template = named(manifests["dev"], "Secret", REDIS)
     isvc = the_one(docs, "InferenceService")
+    assert "REDIS_URL" in {e["name"] for e in predictor_container(isvc)["env"]}
     refs = [
         env["valueFrom"]["secretKeyRef"]
         for container in (redis, predictor_container(isvc))
@@ -924,9 +988,9 @@ def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
 
     import redis
 
+    from harness.redis_server import RedisServer
     from predictor.redis_cache import RedisCache
     from predictor.value_signing import ValueCodec
-    from tests.redis_server import RedisServer
 
     [container] = named(manifests["dev"], "Deployment", REDIS)["spec"]["template"]["spec"][
         "containers"
@@ -976,8 +1040,8 @@ def test_cluster_settings_are_in_range() -> None:
     autoscaler = docs["config-autoscaler"]["data"]
     assert autoscaler["enable-scale-to-zero"] == "true"
     assert autoscaler["allow-zero-initial-scale"] == "true"
-    assert go_duration_seconds(autoscaler["scale-to-zero-grace-period"]) >= 6
-    assert 6 <= go_duration_seconds(autoscaler["stable-window"]) <= 3600
+    assert parse_go_duration(autoscaler["scale-to-zero-grace-period"]) >= 6
+    assert 6 <= parse_go_duration(autoscaler["stable-window"]) <= 3600
     assert 1 <= float(autoscaler["panic-window-percentage"]) <= 100
     assert 110 <= float(autoscaler["panic-threshold-percentage"]) <= 1000
     assert int(autoscaler["initial-scale"]) >= 1
@@ -1069,8 +1133,8 @@ def test_model_image_is_a_kserve_modelcar() -> None:
     """What KServe's modelcar containers run in the image: `sh -c` with `[`, `ls`, `ln` and
     `sleep` (a busybox base), the files under /models/, a non-root UID equal to the server's
     (so the server may follow /proc/<pid>/root), labels for every metric."""
-    sys.path.insert(0, str(REPO / "scripts"))
-    from model_artifact import SHIPPED, image_labels
+    model_artifact = load_script("model_artifact")
+    shipped, image_labels = model_artifact.SHIPPED, model_artifact.image_labels
 
     instructions = dockerfile_instructions(MODEL_DOCKERFILE)
     args = dict(arg.split("=", 1) for kind, arg in instructions if kind == "ARG" and "=" in arg)
@@ -1078,7 +1142,7 @@ def test_model_image_is_a_kserve_modelcar() -> None:
     assert [arg for kind, arg in instructions if kind == "FROM"] == ["${BASE_IMAGE}"]
     [copy_args] = [arg.split() for kind, arg in instructions if kind == "COPY"]
     assert copy_args[-1] == "/models/"
-    assert {re.sub(r"\[(.)\]", r"\1", name) for name in copy_args[:-1]} == set(SHIPPED)
+    assert {re.sub(r"\[(.)\]", r"\1", name) for name in copy_args[:-1]} == set(shipped)
     [user] = [arg for kind, arg in instructions if kind == "USER"]
     server_user = [arg for kind, arg in dockerfile_instructions() if kind == "USER"]
     assert [user] == server_user
@@ -1143,7 +1207,7 @@ def test_manifest_args_start_a_server_that_passes_its_probes(
     assert flags["--model_dir"] == MODEL_DIR
     http_port, grpc_port = free_port(), free_port()
     args = list(local_args(flags, model_dir, http_port, grpc_port))
-    # The pod gets REDIS_URL from a Secret; locally the in-process cache is enough.
+    # The overlays' pods get REDIS_URL from a Secret; locally the in-process cache is enough.
     with start_server(
         args, env={"REDIS_URL": ""}, http_port=http_port, grpc_port=grpc_port
     ) as server:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from harness.server import spawn_server
 from predictor.model_wait import wait_for_model_dir
-from tests.server import spawn_server
 
 ASYNC = {"MODEL_INIT_MODE": "async", "REDIS_URL": ""}
 

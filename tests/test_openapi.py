@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from starlette.applications import Starlette
 
+from harness.payloads import sample_row
 from predictor.openapi import OPENAPI_PATH, openapi_document, openapi_route
 from predictor.schema import (
     FEATURES,
@@ -29,16 +30,7 @@ from predictor.schema import (
 
 DOCUMENT = openapi_document()
 V2_INFER = "/v2/models/housing/infer"
-GOOD = {
-    "MedInc": 8.3252,
-    "HouseAge": 42.0,
-    "AveRooms": 6.98,
-    "AveBedrms": 1.02,
-    "Population": 322.0,
-    "AveOccup": 2.55,
-    "Latitude": 37.88,
-    "Longitude": -122.23,
-}
+GOOD = sample_row()
 
 
 def validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:

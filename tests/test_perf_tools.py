@@ -4,21 +4,23 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness.payloads import fixed_body, unique_template
+from harness.pinning import cpu_plan
+from harness.promtext import parse, percentiles_ms, quantile
+from harness.server import REPO
 from perf import report
 from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
 from perf.loadgen import K6_SCRIPT, WrkResult, k6_executable
-from perf.payloads import fixed_body, unique_template
-from perf.promtext import parse, percentiles_ms, quantile
 from perf.sweep import CACHE_RATES, search_max_rate
 from predictor.schema import validate_instances, validate_objects
-from tests.server import REPO
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -148,9 +150,22 @@ def test_quick_sweep_writes_the_table_json_and_plot(model_dir: Path, tmp_path: P
             assert set(run["server_ms"]) == {"p50", "p90", "p95", "p99"}
             assert run["k6"]["requests"] > 0
     text = md.read_text()
+    # Each report says how the run was pinned (server alone on a CPU, where there are two).
+    assert data["cpus"] == cpu_plan().describe() and data["cpus"] in text
     assert text.count("| cache rate | requests |") == len(data["levels"])
     assert f"]({png.name})" in text
     assert png.read_bytes().startswith(PNG_MAGIC)
+
+
+@pytest.mark.parametrize("tool", ["bench", "sweep", "original_load"])
+def test_load_tools_pin_the_server_by_default_and_unpin_on_request(
+    tool: str, tmp_path: Path
+) -> None:
+    parse_options = importlib.import_module(f"perf.{tool}").parse_options
+    base = ["--model_dir", str(tmp_path), "--work_dir", str(tmp_path / "work")]
+    pinned, unpinned = parse_options(base).cpus, parse_options([*base, "--unpinned"]).cpus
+    assert pinned == cpu_plan() and pinned.pinned == (len(os.sched_getaffinity(0)) >= 2)
+    assert not unpinned.pinned and unpinned.describe().startswith("unpinned")
 
 
 @pytest.mark.parametrize("tool", ["bench", "sweep", "soak", "original_load"])
@@ -203,7 +218,9 @@ def test_quick_original_load_writes_both_modes_beside_the_original(
     (md,) = out.glob("original-load-*.md")
     (data_path,) = out.glob("original-load-*.json")
     (png,) = out.glob("original-load-*.png")
-    runs = json.loads(data_path.read_text())["runs"]
+    data = json.loads(data_path.read_text())
+    runs = data["runs"]
+    assert data["cpus"] == cpu_plan().describe() and data["cpus"] in md.read_text()
     assert [(r["mode"], r["cache_rate"]) for r in runs] == [("saturation", 1.0), ("rtt", 1.0)]
     for run in runs:
         assert run["checks_failed"] == 0 and run["checks_total"] > 0

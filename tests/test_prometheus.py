@@ -24,8 +24,9 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from tests.redis_server import RedisServer
-from tests.server import ServerProcess, free_port, start_server
+from harness.payloads import sample_row
+from harness.redis_server import RedisServer
+from harness.server import ServerProcess, free_port, start_server
 from tests.test_dashboard import (
     DASHBOARD_PATH,
     KNATIVE_METRICS,
@@ -41,10 +42,7 @@ POD: Final = "housing-predictor-00001-deployment-5d9c7b8f4-x2x7q"
 INTERVALS: Final = {"$__rate_interval": "15s", "$__interval": "1s", "$__range": "1m"}
 # Panels (and the template variable) that only Knative's autoscaler feeds.
 KNATIVE_ONLY: Final = {"Replicas (Knative)", "Autoscaler panic mode", "$configuration"}
-SAMPLE_ROW: Final = {
-    "MedInc": 8.3252, "HouseAge": 42, "AveRooms": 6.98, "AveBedrms": 1.02,
-    "Population": 322, "AveOccup": 2.55, "Latitude": 37.88, "Longitude": -122.23,
-}  # fmt: skip
+SAMPLE_ROW: Final = sample_row()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The Redis tier, the tiered cache and the circuit breaker, in-process against real servers.
 
-Every test that touches Redis starts its own `redis-server` (tests/redis_server.py); the
+Every test that touches Redis starts its own `redis-server` (harness/redis_server.py); the
 breaker's state machine is pure logic and runs on a fake clock.
 """
 
@@ -18,13 +18,13 @@ import pytest
 import uvloop
 from prometheus_client import REGISTRY
 
+from harness.redis_server import RedisServer, running_redis
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
 from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
 from predictor.redis_policy import consult_redis
 from predictor.settings import masked_url, parse_settings
 from tests.delaying_proxy import delaying_proxy
-from tests.redis_server import RedisServer, running_redis
 
 TIMEOUT = 0.05
 # A bound on one call's wall time when Redis is dead or hung: the timeout plus a margin

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness.server import ServerProcess, start_server
 from predictor.artifact import METADATA_NAME
 from predictor.cache import cache_key
 from predictor.keys import canonical_rows, row_digests
@@ -34,7 +35,6 @@ from tests.redis_topologies import (
     running_cluster,
     running_sentinels,
 )
-from tests.server import ServerProcess, start_server
 
 FLAGS = ["--redis_timeout_ms", "50", "--redis_breaker_failures", "3"]
 FLAGS += ["--redis_breaker_cooldown_seconds", "0.3"]

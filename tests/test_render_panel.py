@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from perf.payloads import ROUTES
+from harness.payloads import ROUTES
+from harness.server import REPO, ServerProcess
 from scripts.render_panel import DEFAULT_OUT, main
-from tests.server import REPO, ServerProcess
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

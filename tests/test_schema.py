@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.payloads import load_json
 from predictor.schema import (
     FEATURES,
     PYTHON_CHECK_MAX_ROWS,
@@ -19,7 +20,6 @@ from predictor.schema import (
     validate_matrix,
     validate_objects,
 )
-from tests.conftest import load_json
 
 GOOD: dict[str, Any] = load_json("sample.json")[0]
 

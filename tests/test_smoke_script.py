@@ -9,8 +9,8 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import load_json
-from tests.server import REPO, ServerProcess
+from harness.payloads import load_json
+from harness.server import REPO, ServerProcess
 
 AS_PATH = ["scripts/smoke.py"]
 AS_MODULE = ["-m", "scripts.smoke"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.server import spawn_server
 from predictor.artifact import ModelArtifactError, load_artifact, load_serving_model
 from predictor.cache import LocalCache
 from predictor.model import HousingModel
-from tests.server import spawn_server
 
 
 def copy_model(model_dir: Path, target: Path) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server import spawn_server
+from harness.server import spawn_server
 
 DELAYS = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.2, 2.5, 2.8, 3.2, 4.0)
 CLEAN = (0, -signal.SIGTERM)

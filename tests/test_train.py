@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.server import REPO
 from predictor.artifact import load_artifact, sha256_file
 from predictor.schema import FEATURES
 from predictor.train import load_statlib, train
-from tests.server import REPO
 
 
 def test_statlib_rows_become_sklearns_features(data_path: Path) -> None:
@@ -80,3 +82,41 @@ def test_svr_estimator_trains_and_loads(tmp_path: Path, data_path: Path) -> None
     assert artifact.metadata["metrics_held_out"]["r2"] > 0.6
     prediction = artifact.estimator.predict(load_statlib(data_path).features[:1])
     assert prediction.shape == (1,)
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_training_without_data_or_internet_says_what_to_do(tmp_path: Path) -> None:
+    """No data file and no way to download scikit-learn's copy: a clear message, no traceback.
+    (The download goes through a proxy that refuses connections, as offline.)"""
+    proxy = closed_port_url()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"HOUSING_DATA", "NO_PROXY", "no_proxy"}
+    }
+    env |= {"https_proxy": proxy, "http_proxy": proxy, "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy}
+    env["SCIKIT_LEARN_DATA"] = str(tmp_path / "sklearn-data")
+    result = subprocess.run(
+        [sys.executable, "-m", "predictor.train", "--model_dir", str(tmp_path / "m")],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "--data PATH" in result.stderr and "could not download" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_training_from_a_missing_file_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.data"
+    result = subprocess.run(
+        [sys.executable, "-m", "predictor.train", "--model_dir", str(tmp_path / "m"),
+         "--data", str(missing)],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"python -m predictor.train: {missing}: no such data file"

@@ -14,7 +14,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from tests.server import ServerProcess, spawn_server, start_server
+from harness.server import ServerProcess, spawn_server, start_server
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 # A line the text log format would start with, had a client forged one.

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hostile import (
+from harness.hostile import (
     ID_BYTES,
     echo_request,
     metric,
@@ -25,7 +25,7 @@ from tests.hostile import (
     sampling_rss,
     wait_for,
 )
-from tests.server import ServerProcess, spawn_server, start_server
+from harness.server import ServerProcess, spawn_server, start_server
 
 WRITE_TIMEOUT = 1.0
 MAX_INFLIGHT = 8

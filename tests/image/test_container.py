@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 import yaml
 
-from predictor.artifact import load_serving_model
-from predictor.model import VERSION_CHARS
+from harness.payloads import sample_rows
+from harness.server import REPO, free_port
+from predictor.artifact import load_serving_model, short_version
 from predictor.schema import FEATURES
-from tests.server import REPO, free_port
 
 DOCKER: Final = os.environ.get("DOCKER", "/usr/bin/docker")
 SERVER_IMAGE: Final = os.environ.get("HOUSING_SERVER_IMAGE", "")
@@ -42,7 +42,7 @@ MODEL_IMAGE: Final = os.environ.get("HOUSING_MODEL_IMAGE", "")
 PAUSE_IMAGE: Final = os.environ.get("HOUSING_PAUSE_IMAGE", MODEL_IMAGE)
 MODEL_DIR: Final = os.environ.get("HOUSING_IMAGE_MODEL_DIR", "")
 RESULTS: Final = os.environ.get("IMAGE_TEST_RESULTS", "")
-SAMPLE: Final = json.loads((REPO / "tests" / "data" / "sample.json").read_text())
+SAMPLE: Final = sample_rows()
 
 # The commands KServe's webhook gives the modelcar containers (pkg/utils/storage.go,
 # CreateModelcarInitContainer and modelcarCommand), after Kubernetes turns `$$` into `$`.
@@ -186,10 +186,12 @@ def test_model_image_labels_name_the_shipped_model() -> None:
     labels = json.loads(
         docker("image", "inspect", "--format", "{{json .Config.Labels}}", MODEL_IMAGE)
     )
-    assert labels["org.opencontainers.image.version"] == metadata["model_version"]
+    # One form of the model version everywhere a user sees it: the served one (16 hex).
+    version = short_version(metadata["model_version"])
+    assert labels["org.opencontainers.image.version"] == version
+    assert labels["com.example.housing.model.version"] == version
     deciles = json.loads(labels["com.example.housing.model.feature-deciles"])
     assert deciles == metadata["drift"]["boundaries"]
-    assert labels["com.example.housing.model.version"] == metadata["model_version"]
     for metric in ("r2", "mae", "rmse"):
         value = float(labels[f"com.example.housing.model.{metric}"])
         assert value == pytest.approx(metadata["metrics_held_out"][metric], abs=1e-4)
@@ -213,7 +215,7 @@ def test_answers_are_the_shipped_models(pod: Pod) -> None:
     served = load_serving_model(Path(MODEL_DIR))
     rows = [[float(item[f]) for f in FEATURES] for item in SAMPLE]
     assert answer.json()["prediction"] == served.regressor.predict(np.array(rows)).tolist()
-    assert answer.headers["X-Model-Version"] == served.version[:VERSION_CHARS]
+    assert answer.headers["X-Model-Version"] == short_version(served.version)
 
 
 def test_the_manifests_probes_pass(pod: Pod) -> None:

@@ -1,9 +1,0 @@
-"""Autoscaling planner: Knative's autoscaler simulated over this server's measured capacity.
-
-    python -m perf.autoscale measure   --model_dir DIR --out capacity.json
-    python -m perf.autoscale simulate  --isvc FILE --capacity FILE --profile P --out DIR
-    python -m perf.autoscale recommend --isvc FILE --capacity FILE --profile P --slo-p99-ms N
-
-`knative` ports the decision code of knative/serving, `isvc` reads an InferenceService,
-`capacity` holds the measured service times, `sim` is the discrete-event simulation.
-"""
