@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
+import numpy as np
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from predictor.admission import Admission
@@ -36,9 +38,12 @@ from predictor.bodies import (
 )
 from predictor.cache import LRU
 from predictor.errors import log_client_error
+from predictor.explain import NotExplainable
+from predictor.json_body import InvalidJson
 from predictor.logs import REQUEST_ID
 from predictor.metrics import CACHE_HITS
-from predictor.model import HousingModel
+from predictor.model import Decoded, HousingModel, Route
+from predictor.schema import InvalidRows
 
 # Bodies up to this size (a few dozen rows) are remembered whole by the response memo.
 MEMO_MAX_BODY_BYTES: Final = 4096
@@ -79,6 +84,35 @@ async def decode_body(
     if len(body) <= offload_body_bytes:
         return decode(body, argument)
     return await off_loop(decode, body, argument)
+
+
+def rows_handler(
+    model: HousingModel,
+    route: Route,
+    rows: Callable[[bytes, int], np.ndarray],
+    refuse_rows: Callable[[InvalidRows], Answer],
+    offload_body_bytes: int,
+    explain: bool,
+) -> Handle:
+    """The `handle` of a route whose body is rows (legacy, V1): decoded by `rows`, bad rows
+    answered by `refuse_rows` (each route has its status and shape), predicted or explained,
+    encoded once."""
+
+    async def handle(scope: Scope, body: bytes) -> Answer:
+        try:
+            matrix = await decode_body(rows, body, model.max_batch_size, offload_body_bytes)
+        except InvalidJson as e:
+            return error_answer(400, f"malformed JSON: {e}")
+        except InvalidRows as e:
+            return refuse_rows(e)
+        try:
+            answer, cache = await model.run(Decoded(route, matrix, explain=explain))
+        except NotExplainable as e:
+            return error_answer(501, e.reason)
+        headers = prediction_headers(model.version, cache)
+        return Answer(200, orjson.dumps(answer), headers, rows=len(matrix))
+
+    return handle
 
 
 class InferenceRoute:

@@ -13,14 +13,12 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from starlette.types import Scope
 
 from predictor.admission import Admission
-from predictor.answers import Answer, error_answer
-from predictor.explain import NotExplainable
-from predictor.json_body import InvalidJson, loads_strict
-from predictor.model import Decoded, HousingModel, Route
-from predictor.routes.inference import InferenceRoute, Memo, decode_body, prediction_headers
+from predictor.answers import Answer
+from predictor.json_body import loads_strict
+from predictor.model import HousingModel, Route
+from predictor.routes.inference import InferenceRoute, Memo, rows_handler
 from predictor.schema import InvalidRows, request_error, validate_objects
 
 PATH: Final = "/predict"
@@ -45,24 +43,16 @@ def route(
 ) -> InferenceRoute:
     """`/predict`, or with `explain` `/explain`."""
 
-    async def handle(scope: Scope, body: bytes) -> Answer:
-        try:
-            matrix = await decode_body(rows, body, model.max_batch_size, offload_body_bytes)
-        except InvalidJson as e:
-            return error_answer(400, f"malformed JSON: {e}")
-        except InvalidRows as e:
-            message = str(e)
-            content = {"error": message, "detail": _error_detail(e)}
-            return Answer(422, orjson.dumps(content), error=message)
-        try:
-            answer, cache = await model.run(Decoded(Route.LEGACY, matrix, explain=explain))
-        except NotExplainable as e:
-            return error_answer(501, e.reason)
-        headers = prediction_headers(model.version, cache)
-        return Answer(200, orjson.dumps(answer), headers, rows=len(matrix))
-
+    handle = rows_handler(model, Route.LEGACY, rows, _refuse, offload_body_bytes, explain)
     name = "explain" if explain else "legacy"
     return InferenceRoute(name, handle, model, admission, max_body_bytes, memo)
+
+
+def _refuse(error: InvalidRows) -> Answer:
+    """422 with FastAPI's `detail` beside the message, as the original service answered."""
+    message = str(error)
+    content = {"error": message, "detail": _error_detail(error)}
+    return Answer(422, orjson.dumps(content), error=message)
 
 
 def _error_detail(error: InvalidRows) -> list[dict[str, Any]]:

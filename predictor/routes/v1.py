@@ -4,16 +4,13 @@
 from __future__ import annotations
 
 import numpy as np
-import orjson
-from starlette.types import Scope
 
 from predictor.admission import Admission
 from predictor.answers import Answer, error_answer
-from predictor.explain import NotExplainable
-from predictor.json_body import InvalidJson, loads_strict
-from predictor.model import Decoded, HousingModel, Route
+from predictor.json_body import loads_strict
+from predictor.model import HousingModel, Route
 from predictor.protocol import v1
-from predictor.routes.inference import InferenceRoute, Memo, decode_body, prediction_headers
+from predictor.routes.inference import InferenceRoute, Memo, rows_handler
 from predictor.schema import InvalidRows
 
 
@@ -41,19 +38,10 @@ def route(
     """`:predict`, or with `explain` `:explain` (kserve's explain verb: the model's
     `explain`, through the same preprocess and postprocess)."""
 
-    async def handle(scope: Scope, body: bytes) -> Answer:
-        try:
-            matrix = await decode_body(rows, body, model.max_batch_size, offload_body_bytes)
-        except InvalidJson as e:
-            return error_answer(400, f"malformed JSON: {e}")
-        except InvalidRows as e:
-            return error_answer(400, str(e))
-        try:
-            answer, cache = await model.run(Decoded(Route.V1, matrix, explain=explain))
-        except NotExplainable as e:
-            return error_answer(501, e.reason)
-        headers = prediction_headers(model.version, cache)
-        return Answer(200, orjson.dumps(answer), headers, rows=len(matrix))
-
+    handle = rows_handler(model, Route.V1, rows, _refuse, offload_body_bytes, explain)
     name = "v1_explain" if explain else "v1"
     return InferenceRoute(name, handle, model, admission, max_body_bytes, memo)
+
+
+def _refuse(error: InvalidRows) -> Answer:
+    return error_answer(400, str(error))
