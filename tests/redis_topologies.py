@@ -53,6 +53,10 @@ class Cluster:
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(node.directory / "nodes.conf"),
                 "--cluster-node-timeout", str(CLUSTER_NODE_TIMEOUT_MS),
+                # A replica fails over however long ago it last heard its master: on a busy
+                # machine a link may lag past the default 10 node timeouts and the replica
+                # would then refuse, leaving its slots unserved.
+                "--cluster-replica-validity-factor", "0",
                 # Its own free port: the default (port + 10000) may be past 65535.
                 "--cluster-port", str(free_port()),
             ]  # fmt: skip
@@ -81,7 +85,19 @@ class Cluster:
             capture_output=True,
             timeout=60,
         )
-        _wait(self.healthy, "cluster state ok")
+        _wait(lambda: self.healthy() and self._replicas_linked(), "cluster ok, replicas in sync")
+
+    def _replicas_linked(self) -> bool:
+        """Every replica's link to its master is up (its first sync is over)."""
+        replicas = 0
+        for node in self.nodes:
+            with node.client() as client:
+                info = client.info("replication")
+            if info["role"] == "slave":
+                replicas += 1
+                if info.get("master_link_status") != "up":
+                    return False
+        return replicas == 3
 
     def healthy(self) -> bool:
         """Every live node sees the cluster ok, with three masters answering."""
