@@ -117,11 +117,20 @@ def wait_for(url: str, deadline: float, server: str) -> float:
     raise AssertionError(f"not ready: {url}\n{docker('logs', server, check=False)[-4000:]}")
 
 
+def manifest_flags(args: list[str]) -> dict[str, str]:
+    """A container's args as flags: `--name value` pairs and `--name=value` single items."""
+    flags, items = {}, iter(args)
+    for item in items:
+        name, equals, value = item.partition("=")
+        flags[name] = value if equals else next(items)
+    return flags
+
+
 @pytest.fixture(scope="module")
 def pod() -> Iterator[Pod]:
     container = manifest_container()
     http_port, grpc_port = free_port(), free_port()
-    flags = dict(zip(container["args"][::2], container["args"][1::2], strict=True))
+    flags = manifest_flags(container["args"])
     flags.update({"--http_port": str(http_port), "--grpc_port": str(grpc_port)})
     args = [item for pair in flags.items() for item in pair]
     limits = container["resources"]["limits"]
