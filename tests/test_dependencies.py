@@ -41,3 +41,21 @@ def test_constraints_pin_every_runtime_dependency_within_its_bounds() -> None:
         assert requirement.specifier.contains(pinned[name]), (requirement, pinned[name])
         for extra in requirement.extras:  # e.g. redis[hiredis] pulls hiredis
             assert any(canonicalize_name(extra) == n for n in pinned), f"{extra} not pinned"
+
+
+def test_every_folder_of_python_modules_is_a_package_setup_cfg_installs() -> None:
+    """A folder without `__init__.py` works from the checkout (a namespace package) but is
+    left out of a non-editable install: the server image would die on its import."""
+    from setuptools import find_packages
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    include = config["options.packages.find"]["include"].split()
+    installed = set(find_packages(str(REPO), include=include))
+    tops = [pattern.rstrip("*") for pattern in include]
+    assert {"predictor", "harness", "planner"} <= set(tops)
+    for top in tops:
+        for folder in [REPO / top, *(REPO / top).rglob("*")]:
+            if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py")):
+                name = ".".join(folder.relative_to(REPO).parts)
+                assert name in installed, f"{name} has no __init__.py: not installed"
