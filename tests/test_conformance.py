@@ -11,7 +11,6 @@ per DataFrame column, named by it, shape `[N, 1]`, request `parameters.content_t
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 from typing import Any
@@ -21,11 +20,11 @@ import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton_http
-from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from harness.server import ServerProcess
 from predictor.schema import FEATURES
+from tests.test_bad_input import grpc_infer
 
 V1 = "/v1/models/housing:predict"
 V2 = "/v2/models/housing/infer"
@@ -126,19 +125,6 @@ def test_pandas_codec_request_missing_a_feature_says_which(client: httpx.Client)
     response = client.post(V2, json=body)
     assert response.status_code == 400
     assert "missing AveOccup" in response.json()["error"]
-
-
-def grpc_infer(server: ServerProcess, request: InferRequest) -> list[float]:
-    async def call() -> list[float]:
-        client = InferenceGRPCClient(url=server.grpc_target, timeout=30)
-        try:
-            response = await client.infer(request)
-        finally:
-            await client.close()
-        predictions: list[float] = response.outputs[0].as_numpy().tolist()
-        return predictions
-
-    return asyncio.run(call())
 
 
 def test_grpc_takes_pandas_codec_and_integer_tensors(

@@ -37,7 +37,8 @@ def test_scale_from_zero_holds_requests_in_the_activator_then_scales_back_to_zer
     latency = np.array(result.outcomes.latency)
     arrived = np.array(result.outcomes.arrived)
     assert set(result.outcomes.outcome) == {OK}
-    # The first request waited for a pod to start, those after the start did not.
+    # Simulated seconds (a discrete-event run with constant service times), not the machine's
+    # clock. The first request waited for a pod to start, those after the start did not.
     assert latency[0] > POD_START_S - 0.1
     assert np.all(latency[arrived > POD_START_S + 1] < 2 * SERVICE_S)
     timeline = result.timeline
