@@ -82,6 +82,35 @@ def eventually(check: Callable[[], bool], timeout: float = 20.0) -> float:
     return time.monotonic() - started
 
 
+def holds_within(check: Callable[[], bool], seconds: float) -> bool:
+    """Whether `check()` holds at some point within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def until_written(
+    server: ServerProcess, model_dir: Path, count_stored: Callable[[list[str]], int]
+) -> tuple[float, list[Row]]:
+    """Seconds until rows the server predicts reach Redis again, and those rows.
+
+    Each attempt predicts rows never seen: a row whose write was dropped while Redis was
+    away stays in the in-process tier, is a local hit from then on and is never written
+    again, so asking for it again would prove nothing.
+    """
+    started = time.monotonic()
+    while True:
+        rows = fresh_rows(10)
+        assert predict(server, rows) == "MISS"
+        keys = keys_of(model_dir, rows)
+        if holds_within(lambda: count_stored(keys) == len(keys), seconds=0.5):
+            return time.monotonic() - started, rows
+        assert time.monotonic() - started < 30, "the tier did not come back in 30 s"
+
+
 class Load:
     """Client threads sending fresh rows until stopped; every status they got."""
 
@@ -153,16 +182,8 @@ def test_cluster_master_killed_under_load(cluster: Cluster, model_dir: Path) -> 
         statuses = load.stop()
         assert statuses and set(statuses) == {200}
         # The tier is back: rows written now are in the cluster and hits for a new process.
-        rows = fresh_rows(20)
-        keys = keys_of(model_dir, rows)
         client = cluster.client()
-
-        def written() -> bool:
-            predict(server, fresh_rows(1))  # probes, so the breaker can close
-            predict(server, rows)
-            return bool(client.exists(*keys) == len(keys))
-
-        back = eventually(written, timeout=30)
+        back, rows = until_written(server, model_dir, lambda keys: int(client.exists(*keys)))
     total = time.monotonic() - killed
     print(f"cluster: failover {failover:.1f} s after the kill, tier back {back:.1f} s later "
           f"({total:.1f} s in all); node timeout {CLUSTER_NODE_TIMEOUT_MS} ms")  # fmt: skip
@@ -187,22 +208,16 @@ def test_sentinel_master_killed_under_load(sentinels: SentinelSet, model_dir: Pa
         promoted = eventually(
             lambda: sentinels.current_master_port() == sentinels.replica.port, timeout=90
         )
-        fresh = fresh_rows(10)
-        keys = keys_of(model_dir, fresh)
 
-        def written() -> bool:
-            predict(server, fresh)
+        def stored(keys: list[str]) -> int:
             with sentinels.replica.client() as new_master:
-                return bool(new_master.exists(*keys) == len(keys))
+                return int(new_master.exists(*keys))
 
-        back = eventually(written, timeout=30)
+        back, fresh = until_written(server, model_dir, stored)
         statuses = load.stop()
         assert statuses and set(statuses) == {200}
     print(f"sentinel: replica promoted {promoted:.1f} s after the kill, tier back "
           f"{back:.1f} s later ({time.monotonic() - killed:.1f} s in all); "
           f"down-after {SENTINEL_DOWN_AFTER_MS} ms")  # fmt: skip
-    # Back once the sentinels name the new master: within a breaker cool-down (0.3 s) and a
-    # reconnection, with a margin for a busy machine.
-    assert back < 5.0
     with start_server(args) as second:
         assert predict(second, fresh) == "HIT"
