@@ -106,7 +106,7 @@ def until_written(
         rows = fresh_rows(10)
         assert predict(server, rows) == "MISS"
         keys = keys_of(model_dir, rows)
-        if holds_within(lambda: count_stored(keys) == len(keys), seconds=0.5):
+        if holds_within(lambda k=keys: count_stored(k) == len(k), seconds=0.5):
             return time.monotonic() - started, rows
         assert time.monotonic() - started < 30, "the tier did not come back in 30 s"
 
