@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,10 @@ if TYPE_CHECKING:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from predictor.settings import parse_settings
+
+    # Parsed before kserve is imported: `--help` and a bad flag answer at once.
+    settings = parse_settings(argv)
     # kserve parses sys.argv when kserve.model_server is imported; import it here, in main.
     import kserve
     from kserve.logging import logger
@@ -31,15 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
     from predictor.server import PredictorServer
-    from predictor.settings import parse_settings
     from predictor.upstream import grpc_server, kserve_dataplane, kserve_grpc_servicer
     from predictor.upstream.kserve_repository import repository_extension
 
-    settings = parse_settings(kserve.model_server.parser, argv, os.environ)
-    if settings.server["workers"] != 1:
-        # Extra worker processes re-import kserve's app and would lack the /predict route;
-        # scale with replicas (Knative) instead.
-        raise SystemExit("--workers must be 1: scale out with replicas instead")
     return_large_blocks()
     cache = build_cache(settings.cache)
     model = HousingModel(
@@ -47,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.model_dir,
         cache,
         max_batch_size=settings.max_batch_size,
-        key_prefix=settings.cache.key_prefix,
+        key_prefix=settings.cache_key_prefix,
     )
     logs.configure(
         settings.log_format,
@@ -60,12 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         limits=settings.limits,
         repository=repository_extension(settings.enable_model_repository, registry, model),
         registered_models=registry,
-        **settings.server,
+        **settings.server_kwargs,
     )
-    if settings.model_wait_seconds and not wait_for_model_dir(
-        settings.model_dir, settings.model_wait_seconds
-    ):
-        logger.error("No model in %s after %.0f s", settings.model_dir, settings.model_wait_seconds)
+    if settings.model_wait and not wait_for_model_dir(settings.model_dir, settings.model_wait):
+        logger.error("No model in %s after %.0f s", settings.model_dir, settings.model_wait)
     try:
         model.load()
     except ModelArtifactError as e:
@@ -77,15 +72,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.collect()
     gc.freeze()
     app = kserve.model_server.app
-    extend_kserve_app(app, settings.model_name, settings.max_batch_size)
+    extend_kserve_app(app, settings.model_name, settings.max_batch_size, settings.enable_docs_url)
     kserve_dataplane.list_versions(server.dataplane, model.name, model.version)
     extensions = served_extensions(settings.enable_model_repository)
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
     presence = ModelPresence(model, registry)
-    grpc_server.install(presence, settings.unloaded_liveness_seconds, settings.grpc_reflection)
+    grpc_server.install(
+        presence,
+        settings.unloaded_liveness_seconds,
+        settings.enable_grpc_reflection,
+        settings.grpc_options,
+    )
     server.serve_app(create_app(settings, model, app, presence))
-    _use_uvloop(settings.server["event_loop"])
+    _use_uvloop(settings.event_loop)
     _tie_to_lifespan(cache, app, model)
     server.start([model])
     return 0

@@ -42,12 +42,13 @@ def served_extensions(model_repository: bool) -> list[str]:
     return [BINARY_EXTENSION, *([REPOSITORY_EXTENSION] if model_repository else [])]
 
 
-def extend_kserve_app(app: FastAPI, model_name: str, max_batch_size: int) -> None:
-    """What the project adds to kserve's app: its OpenAPI document and `/docs` (ahead of
-    FastAPI's own, kserve's --enable_docs_url, which needs a CDN), JSON errors, no
-    trailing-slash redirects."""
+def extend_kserve_app(app: FastAPI, model_name: str, max_batch_size: int, docs: bool) -> None:
+    """What the project adds to kserve's app: its OpenAPI document, `/docs` when `docs`
+    (bundled Swagger UI, ahead of the CDN-fed one FastAPI adds when kserve's own parse of
+    `--enable_docs_url` says so), JSON errors, no trailing-slash redirects."""
     app.router.routes.append(openapi_route(model_name, max_batch_size))
-    app.router.routes[:0] = docs_routes()
+    if docs:
+        app.router.routes[:0] = docs_routes()
     kserve_rest_app.trim_kserve_app(app)
     errors.install(app)
 
@@ -57,7 +58,7 @@ def create_app(
 ) -> PredictorApp:
     """The app uvicorn serves: the project's routes in front of kserve's app."""
     admission = Admission(settings.max_inflight)
-    memo = response_memo(settings.response_cache_size, settings.cache.local_ttl_seconds)
+    memo = response_memo(settings.response_cache_size, settings.cache_ttl_seconds)
     sizes = (settings.max_body_bytes, settings.offload_body_bytes)
     routes: dict[str, ASGIApp] = {
         legacy.PATH: legacy.route(model, admission, *sizes, memo),

@@ -202,18 +202,6 @@ def build_cache(settings: CacheSettings) -> TieredCache:
         return TieredCache(local)
     # Imported here: redis-py costs start-up time that a server without Redis never repays.
     from predictor.redis_cache import RedisCache
-    from predictor.value_signing import ValueCodec
 
-    remote = RedisCache(
-        settings.redis_url,
-        password=settings.redis_password,
-        cluster=settings.redis_cluster,
-        codec=ValueCodec(settings.signing_key),
-        timeout_seconds=settings.redis_timeout_seconds,
-        ttl_seconds=settings.redis_ttl_seconds,
-        ttl_jitter=settings.redis_ttl_jitter,
-        max_connections=settings.redis_max_connections,
-        breaker_failures=settings.redis_breaker_failures,
-        breaker_cooldown_seconds=settings.redis_breaker_cooldown_seconds,
-    )
+    remote = RedisCache(settings)
     return TieredCache(local, remote, settings.redis_policy)

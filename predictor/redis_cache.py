@@ -42,7 +42,7 @@ from predictor.metrics import (
 )
 from predictor.redis_backends import RedisBackend, Write, connect
 from predictor.redis_deadline import RedisDeadline
-from predictor.settings import masked_url
+from predictor.settings import CacheSettings, masked_url
 from predictor.value_signing import ValueCodec
 
 # A child of kserve's logger, so it shares kserve's handlers and format, without importing
@@ -73,41 +73,31 @@ class _Batch:
 
 
 class RedisCache:
-    """A `PredictionCache` on Redis: values are the `repr` of each float (signed with
-    `--cache_signing_key`), with a TTL."""
+    """A `PredictionCache` on the Redis of `settings.redis_url`: values are the `repr` of
+    each float (signed with `--cache_signing_key`), with a TTL."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        password: str | None = None,
-        cluster: bool = False,
-        timeout_seconds: float = 0.05,
-        ttl_seconds: float = 86400.0,
-        ttl_jitter: float = 0.1,
-        max_connections: int = 32,
-        breaker_failures: int = 3,
-        breaker_cooldown_seconds: float = 5.0,
-        codec: ValueCodec | None = None,
-    ) -> None:
-        if not 0 <= ttl_jitter < 1:
-            raise ValueError("ttl_jitter must be in [0, 1)")
+    def __init__(self, settings: CacheSettings) -> None:
+        url = settings.redis_url
+        if url is None:
+            raise ValueError("no Redis URL in the settings")
         self.url = masked_url(url)
-        self._timeout = timeout_seconds
-        self._ttl_ms = ttl_seconds * 1000
-        self._jitter = ttl_jitter
-        self._codec = codec or ValueCodec()
+        self._timeout = settings.redis_timeout_seconds
+        self._ttl_ms = settings.redis_ttl_seconds * 1000
+        self._jitter = settings.redis_ttl_jitter
+        self._codec = ValueCodec(settings.signing_key)
         self._breaker = CircuitBreaker(
-            breaker_failures, breaker_cooldown_seconds, on_change=self._breaker_changed
+            settings.redis_breaker_failures,
+            settings.redis_breaker_cooldown_seconds,
+            on_change=self._breaker_changed,
         )
         self._backend: RedisBackend = connect(
             url,
-            cluster=cluster,
-            password=password,
-            connect_timeout_seconds=timeout_seconds,
-            max_connections=max_connections,
+            cluster=settings.redis_cluster,
+            password=settings.redis_password,
+            connect_timeout_seconds=self._timeout,
+            max_connections=settings.redis_max_connections,
         )
-        self._max_inflight = max_connections
+        self._max_inflight = settings.redis_max_connections
         self._batch = _Batch()
         self._scheduled = False
         self._write_timer: asyncio.TimerHandle | None = None

@@ -18,6 +18,9 @@ kserve's. Three changes to kserve's `ModelServer`, each at a hook kserve itself 
   (kserve's own unloads the model at once, so requests in flight got 404).
 - SIGHUP is logged and ignored: there is nothing to reload, and a hang-up of the
   terminal or session that started the server is no reason to stop serving.
+- `--max_asyncio_workers` sizes the default executor of the loop that serves. kserve sets
+  it on the loop current before `asyncio.run`, which then serves on a new loop, so the
+  flag did nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
 from typing import Any, Final
 
@@ -87,6 +91,8 @@ class PredictorServer(ModelServer):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # kserve's setup_event_loop, run before, resolved None to its formula.
+        self._loop.set_default_executor(ThreadPoolExecutor(self.max_asyncio_workers))
         if self._rest_server is not None:
             self._rest_server.config.http = protocol_factory(self._limits)
             if self._app is not None:

@@ -1,313 +1,627 @@
-"""Command-line flags → one typed settings object, parsed once in `main()`.
+"""Every setting of the server, declared once: type, default, bounds, help, environment.
 
-The parser extends kserve's own (`parents=[kserve.model_server.parser]`), so every standard
-ModelServer flag (`--http_port`, `--grpc_port`, `--workers`, `--enable_grpc`, ...) works.
+`Settings` (pydantic-settings) is the one declaration. Each field is a flag of the same name
+(`--max_batch_size`; kserve's own spellings where kserve has the flag, e.g.
+`--event-loop`), and an environment variable `HOUSING_<NAME>` (`HOUSING_MAX_BATCH_SIZE`),
+so that a Kubernetes manifest can set any of them without touching `args`. A few fields
+also answer to the names KServe and the manifests already use (`REDIS_URL`,
+`KSERVE_LOGLEVEL`, `MODEL_INIT_MODE`, ...). A flag beats the environment, which beats the
+default. Secrets (the Redis password) come from the environment only.
+
+kserve's ModelServer flags that this server honours are declared here with kserve's names
+and defaults (tests/test_settings.py checks them against kserve's parser), except where
+this server's default differs on purpose (`--model_name housing`, `--enable_docs_url true`,
+`--enable_latency_logging false`). kserve's transformer flags (`--predictor_host`, ...) and
+logging-file flags do nothing here and are not offered.
+
+`parse_settings` runs once, in `main()`; the components take the typed views
+(`CacheSettings`, `ConnectionLimits`, `Settings.server_kwargs`), which restate no default.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.config import JsonDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from predictor.model_wait import ASYNC_MODE
 from predictor.sentinel_url import SENTINEL_SCHEME, parse_sentinel_url
 
+ENV_PREFIX: Final = "HOUSING_"
 REDIS_URL_SCHEMES: Final = ("redis", "rediss")
-REDIS_POLICIES: Final = ("always", "never", "auto")
+MIN_SIGNING_KEY_CHARS: Final = 16
 _MASK: Final = "***"
+# kserve's own defaults for the flags of its it does not let us change (checked against
+# kserve's parser by tests/test_settings.py; kserve must not be imported here: its import
+# parses sys.argv).
+KSERVE_HTTP_PORT: Final = 8080
+KSERVE_GRPC_PORT: Final = 8081
+KSERVE_MAX_GRPC_MESSAGE_LENGTH: Final = 8 * 1024 * 1024
+
+GROUPS: Final = {
+    "model": "The model",
+    "requests": "Requests",
+    "cache": "Prediction cache",
+    "connections": "Bounds on what one client can cost",
+    "server": "HTTP and gRPC (kserve's ModelServer flags)",
+    "logging": "Logging",
+}
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    group: str,
+    flag: str | None = None,
+    env: tuple[str, ...] = (),
+    cli: bool = True,
+    secret: bool = False,
+    **constraints: Any,
+) -> Any:
+    """A field of `Settings`: its default, bounds, help, and how it is set.
+
+    `flag`: the flag's spelling when it is not `--<field name>` (kserve's dashed ones);
+    `env`: names it also answers to besides `HOUSING_<NAME>`; `cli=False`: environment only;
+    `secret`: never echoed, not even in an error message.
+    """
+    extra: JsonDict = {"group": group, "flag": flag, "env": [*env], "cli": cli, "secret": secret}
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
+Policy = Literal["always", "never", "auto"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class Settings(BaseSettings):
+    """See the module docstring."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
+
+    # -- the model ------------------------------------------------------------------------
+    model_dir: Path = setting(..., "Trained model directory.", group="model")
+    model_name: str = setting(
+        "housing", "The model's name in the V1 and V2 paths (kserve's flag).", group="model"
+    )
+    model_wait_seconds: float = setting(
+        120.0,
+        "With MODEL_INIT_MODE=async (KServe, for a modelcar): how long to wait for the "
+        "model directory to appear before giving up.",
+        group="model",
+        ge=0,
+    )
+    model_init_mode: str | None = setting(
+        None,
+        "Set by KServe: `async` when the model arrives after the server starts (a modelcar).",
+        group="model",
+        env=("MODEL_INIT_MODE",),
+        cli=False,
+    )
+
+    # -- requests -------------------------------------------------------------------------
+    max_batch_size: int = setting(
+        1000, "Rows per request; more is refused with a 4xx.", group="requests", gt=0
+    )
+    max_body_bytes: int = setting(
+        2 * 1024 * 1024, "Request body cap in bytes (then 413).", group="requests", gt=0
+    )
+    max_inflight: int = setting(
+        256,
+        "In-flight inference requests beyond which new ones get 503 (keep it at or above "
+        "the InferenceService's containerConcurrency).",
+        group="requests",
+        gt=0,
+    )
+    response_cache_size: int = setting(
+        1024,
+        "Whole /predict answers remembered by exact request body (bodies up to 4 KiB; 0 "
+        "turns the memo off).",
+        group="requests",
+        ge=0,
+    )
+    offload_body_bytes: int = setting(
+        64 * 1024,
+        "Request bodies above this size are decoded and checked off the event loop.",
+        group="requests",
+        gt=0,
+    )
+
+    # -- the cache ------------------------------------------------------------------------
+    cache_size: int = setting(100_000, "In-process LRU entries.", group="cache", gt=0)
+    cache_ttl_seconds: float = setting(3600.0, "In-process LRU time-to-live.", group="cache", gt=0)
+    cache_key_prefix: str = setting(
+        "housing", "First part of every cache key: PREFIX:VERSION:ROW_MD5.", group="cache"
+    )
+    redis_url: str | None = setting(
+        None,
+        "URL of the shared Redis tier: redis://, rediss:// (TLS) or redis+sentinel://; "
+        "none: the in-process cache only.",
+        group="cache",
+        env=("REDIS_URL",),
+        secret=True,
+    )
+    redis_password: str | None = setting(
+        None,
+        "Redis password when the URL has none (environment only, e.g. from a Secret).",
+        group="cache",
+        env=("REDIS_PASSWORD",),
+        cli=False,
+        secret=True,
+    )
+    redis_cluster: bool = setting(
+        False,
+        "Treat the Redis URL as any node of a Redis Cluster.",
+        group="cache",
+        env=("REDIS_CLUSTER",),
+    )
+    redis_policy: Policy = setting(
+        "always",
+        "Consult Redis always, never, or auto: only when the model's cost per row (timed at "
+        "start-up) exceeds a Redis round trip.",
+        group="cache",
+    )
+    cache_signing_key: str | None = setting(
+        None,
+        f"Sign Redis values with this key (at least {MIN_SIGNING_KEY_CHARS} characters); "
+        "unsigned or wrongly signed values are misses.",
+        group="cache",
+        env=("CACHE_SIGNING_KEY",),
+        secret=True,
+    )
+    redis_timeout_ms: float = setting(
+        50.0, "Deadline of one Redis exchange (milliseconds).", group="cache", gt=0
+    )
+    redis_ttl_seconds: float = setting(
+        86400.0, "Redis time-to-live, before jitter.", group="cache", gt=0
+    )
+    redis_ttl_jitter: float = setting(
+        0.1,
+        "Relative spread of Redis TTLs (0.1: +-10%), so a burst of writes does not expire at once.",
+        group="cache",
+        ge=0,
+        lt=1,
+    )
+    redis_max_connections: int = setting(
+        32,
+        "Redis exchanges in flight per process (a cluster: connections per node).",
+        group="cache",
+        gt=0,
+    )
+    redis_breaker_failures: int = setting(
+        3, "Consecutive failed Redis exchanges that open the breaker.", group="cache", gt=0
+    )
+    redis_breaker_cooldown_seconds: float = setting(
+        5.0, "How long an open breaker skips Redis before probing it.", group="cache", gt=0
+    )
+
+    # -- what one client can cost ---------------------------------------------------------
+    header_timeout_seconds: float = setting(
+        5.0,
+        "Time to receive a request's line and headers, from the connection opening or the "
+        "first byte of a later request on it (then 408 and close).",
+        group="connections",
+        gt=0,
+    )
+    body_timeout_seconds: float = setting(
+        10.0,
+        "Time to receive a request's body once its headers are in (then 408 and close).",
+        group="connections",
+        gt=0,
+    )
+    max_header_bytes: int = setting(
+        64 * 1024,
+        "Bytes of request line and headers (then 431 and close).",
+        group="connections",
+        gt=0,
+    )
+    max_headers: int = setting(
+        128,
+        "Header fields per request (then 431 and close): above Envoy's 100, so what the mesh "
+        "lets through, plus what the proxies on the way add, is accepted.",
+        group="connections",
+        gt=0,
+    )
+    write_timeout_seconds: float = setting(
+        5.0,
+        "Time a client has to take its answers once 64 KiB of them wait (then the "
+        "connection is dropped and its request freed).",
+        group="connections",
+        gt=0,
+    )
+    max_unsent_bytes_per_connection: int = setting(
+        256 * 1024,
+        "Unsent answer bytes one connection may hold when another answer is ready (then it "
+        "is dropped): only a client pipelining without reading comes near it.",
+        group="connections",
+        gt=0,
+    )
+    max_unsent_bytes: int = setting(
+        64 * 1024 * 1024,
+        "Unsent answer bytes of all connections together (beyond it, the longest stalled "
+        "are dropped).",
+        group="connections",
+        gt=0,
+    )
+
+    # -- HTTP and gRPC --------------------------------------------------------------------
+    http_port: int = setting(
+        KSERVE_HTTP_PORT,
+        "HTTP port (kserve switches to 8443 when TLS is on and this is left at 8080).",
+        group="server",
+        gt=0,
+        lt=65536,
+    )
+    grpc_port: int = setting(KSERVE_GRPC_PORT, "gRPC port.", group="server", gt=0, lt=65536)
+    workers: int = setting(
+        1,
+        "uvicorn worker processes: must be 1 (extra processes would lack this server's "
+        "routes); scale out with replicas instead.",
+        group="server",
+    )
+    enable_grpc: bool = setting(True, "Serve gRPC (the V2 protocol).", group="server")
+    max_threads: int = setting(4, "gRPC worker threads.", group="server", gt=0)
+    grpc_max_send_message_length: int = setting(
+        KSERVE_MAX_GRPC_MESSAGE_LENGTH, "Largest gRPC message sent (bytes).", group="server", gt=0
+    )
+    grpc_max_receive_message_length: int = setting(
+        KSERVE_MAX_GRPC_MESSAGE_LENGTH,
+        "Largest gRPC message received (bytes).",
+        group="server",
+        gt=0,
+    )
+    enable_grpc_reflection: bool = setting(
+        True,
+        "Serve gRPC server reflection (grpcurl, Postman and the like list and call the "
+        "service without its .proto).",
+        group="server",
+    )
+    max_asyncio_workers: int | None = setting(
+        None,
+        "Threads of the event loop's default executor (model calls on large batches); none: "
+        "min(32, CPUs + 4).",
+        group="server",
+        gt=0,
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = setting(
+        "auto", "Event loop: auto (uvloop when installed), asyncio or uvloop.",
+        group="server", flag="--event-loop",
+    )  # fmt: skip
+    timeout_keep_alive: int = setting(
+        65,
+        "Seconds an idle kept-alive connection stays open: longer than the idle timeout of "
+        "the proxies in front (Envoy), so they close first.",
+        group="server",
+        flag="--timeout-keep-alive",
+        gt=0,
+    )
+    ssl_certfile: str | None = setting(
+        None,
+        "Serve HTTPS with this certificate (PEM) and --ssl_keyfile.",
+        group="server",
+        env=("KSERVE_TLS_CERT_FILE",),
+    )
+    ssl_keyfile: str | None = setting(
+        None,
+        "The private key (PEM) of --ssl_certfile.",
+        group="server",
+        env=("KSERVE_TLS_KEY_FILE",),
+    )
+    enable_docs_url: bool = setting(
+        True, "Serve Swagger UI at /docs (bundled; no CDN).", group="server"
+    )
+    enable_model_repository: bool = setting(
+        False,
+        "Serve the V2 model repository API (load/unload); off, it answers 403 (gRPC: "
+        "PERMISSION_DENIED).",
+        group="server",
+    )
+    unloaded_liveness_seconds: float = setting(
+        10.0,
+        "How long liveness stays 200 once the model is gone (readiness fails at once).",
+        group="server",
+        gt=0,
+    )
+
+    # -- logging --------------------------------------------------------------------------
+    log_format: Literal["json", "text"] = setting(
+        "json", "Log lines as one JSON object each, or as text.", group="logging"
+    )
+    log_level: LogLevel = setting(
+        "INFO", "Level of the server's logs.", group="logging", env=("KSERVE_LOGLEVEL",)
+    )
+    enable_latency_logging: bool = setting(
+        False,
+        "kserve's log line per request with its stage timings (the metrics have them).",
+        group="logging",
+    )
+    access_log_format: str | None = setting(
+        None,
+        "uvicorn's access log format (kserve's flag; asgi-logger fields); none: no access log.",
+        group="logging",
+    )
+    client_error_log_lines_per_minute: float = setting(
+        60.0,
+        "Client-error log lines (one short WARNING each) beyond which they are dropped.",
+        group="logging",
+        gt=0,
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("workers")
+    @classmethod
+    def _one_worker(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("must be 1: scale out with replicas instead")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_redis_url(value)
+        return value
+
+    @field_validator("cache_signing_key")
+    @classmethod
+    def _signing_key(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < MIN_SIGNING_KEY_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_SIGNING_KEY_CHARS} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (given as init values), then HOUSING_*, then the names others use."""
+        return init_settings, env_settings, KnownNames(settings_cls)
+
+    # -- the views the components take ----------------------------------------------------
+
+    @property
+    def cache(self) -> CacheSettings:
+        return CacheSettings(
+            local_max_entries=self.cache_size,
+            local_ttl_seconds=self.cache_ttl_seconds,
+            key_prefix=self.cache_key_prefix,
+            redis_url=self.redis_url,
+            redis_password=self.redis_password,
+            redis_timeout_seconds=self.redis_timeout_ms / 1000,
+            redis_ttl_seconds=self.redis_ttl_seconds,
+            redis_ttl_jitter=self.redis_ttl_jitter,
+            redis_max_connections=self.redis_max_connections,
+            redis_breaker_failures=self.redis_breaker_failures,
+            redis_breaker_cooldown_seconds=self.redis_breaker_cooldown_seconds,
+            redis_cluster=self.redis_cluster,
+            redis_policy=self.redis_policy,
+            signing_key=self.cache_signing_key.encode() if self.cache_signing_key else None,
+        )
+
+    @property
+    def limits(self) -> ConnectionLimits:
+        return ConnectionLimits(
+            header_timeout_seconds=self.header_timeout_seconds,
+            body_timeout_seconds=self.body_timeout_seconds,
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+            write_timeout_seconds=self.write_timeout_seconds,
+            max_unsent_bytes_per_connection=self.max_unsent_bytes_per_connection,
+            max_unsent_bytes=self.max_unsent_bytes,
+        )
+
+    @property
+    def server_kwargs(self) -> dict[str, Any]:
+        """kserve ModelServer's keyword arguments."""
+        names = (
+            "http_port", "grpc_port", "workers", "max_threads", "max_asyncio_workers",
+            "enable_grpc", "enable_docs_url", "enable_latency_logging", "access_log_format",
+            "event_loop", "timeout_keep_alive", "ssl_certfile", "ssl_keyfile",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
+    @property
+    def grpc_options(self) -> dict[str, int]:
+        """The gRPC server's message bounds, as kserve names them."""
+        return {
+            "grpc_max_send_message_length": self.grpc_max_send_message_length,
+            "grpc_max_receive_message_length": self.grpc_max_receive_message_length,
+        }
+
+    @property
+    def model_wait(self) -> float:
+        """How long to wait for the model directory: only when KServe says it comes later."""
+        return self.model_wait_seconds if self.model_init_mode == ASYNC_MODE else 0.0
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            secret = name is not None and value is not None and _extra(name)["secret"]
+            yield name, (_MASK if secret else value)
+
+
+class KnownNames(PydanticBaseSettingsSource):
+    """The environment variables other parts already use for some settings (KServe's
+    `KSERVE_LOGLEVEL`, `MODEL_INIT_MODE`, the manifests' `REDIS_URL`, ...)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        for name in _extra(field_name)["env"]:
+            value = os.environ.get(name)
+            if value:
+                return value, name, False
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {}
+        for name, info in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(info, name)
+            if value is not None:
+                found[name] = value
+        return found
 
 
 @dataclass(frozen=True)
 class CacheSettings:
-    local_max_entries: int = 100_000
-    """Bound of the in-process LRU (entries; one per row and model version)."""
-    local_ttl_seconds: float = 3600.0
-    """How long the in-process LRU keeps a prediction."""
-    key_prefix: str = "housing"
-    """First part of every cache key: `<prefix>:<model version>:<row md5>`."""
-    redis_url: str | None = field(default=None, repr=False)
-    """`redis://` or `rediss://` URL of the shared tier; None for the in-process cache only.
-    Kept out of the repr: it may carry a password."""
-    redis_password: str | None = field(default=None, repr=False)
-    """Password for Redis when the URL has none (from REDIS_PASSWORD)."""
-    redis_timeout_seconds: float = 0.05
-    """Bound on one Redis operation on the request path (pool wait, connect, round trip)."""
-    redis_ttl_seconds: float = 86400.0
-    """How long Redis keeps a prediction, before jitter."""
-    redis_ttl_jitter: float = 0.1
-    """Relative spread of Redis TTLs (0.1: ±10%), so a burst of writes does not expire at once."""
-    redis_max_connections: int = 32
-    """Bound of the Redis connection pool of one server process."""
-    redis_breaker_failures: int = 3
-    """Consecutive Redis failures after which Redis is skipped for a cool-down."""
-    redis_breaker_cooldown_seconds: float = 5.0
-    """How long Redis is skipped before one request probes it again."""
-    redis_cluster: bool = False
-    """Treat the URL as any node of a Redis Cluster (slots, MOVED/ASK, failover)."""
-    redis_policy: str = "always"
-    """`always` consult Redis when a URL is given, `never`, or `auto`: only when the model's
-    cost per row, timed at start-up, exceeds a Redis round trip."""
-    signing_key: bytes | None = field(default=None, repr=False)
-    """Key of the MAC that Redis values carry (CACHE_SIGNING_KEY); None: unsigned values."""
+    """What the cache tiers take (predictor.cache.build_cache)."""
+
+    local_max_entries: int
+    local_ttl_seconds: float
+    key_prefix: str
+    redis_url: str | None = field(repr=False)
+    redis_password: str | None = field(repr=False)
+    redis_timeout_seconds: float
+    redis_ttl_seconds: float
+    redis_ttl_jitter: float
+    redis_max_connections: int
+    redis_breaker_failures: int
+    redis_breaker_cooldown_seconds: float
+    redis_cluster: bool
+    redis_policy: str
+    signing_key: bytes | None = field(repr=False)
 
 
 @dataclass(frozen=True)
 class ConnectionLimits:
-    """Bounds on what one HTTP connection may cost (predictor.upstream.uvicorn_protocol)."""
+    """Bounds on what one HTTP connection may cost (predictor.upstream.uvicorn_protocol);
+    each is the `Settings` field of the same name."""
 
-    header_timeout_seconds: float = 5.0
-    """Time to receive a request's line and headers, from the connection opening or from the
-    first byte of a later request on it (408 and close)."""
-    body_timeout_seconds: float = 10.0
-    """Time to receive a request's body once its headers are in (408 and close)."""
-    max_header_bytes: int = 64 * 1024
-    """Bytes of request line and headers (431 and close)."""
-    max_headers: int = 128
-    """Header fields per request (431 and close): above Envoy's default 100, so that what
-    Envoy lets through, plus the headers the proxies on the way add, is accepted."""
-    write_timeout_seconds: float = 5.0
-    """Time a client has to take the bytes of its answers once they pile up (above the
-    transport's 64 KiB high-water mark); then the connection is dropped."""
-    max_unsent_bytes_per_connection: int = 256 * 1024
-    """Unsent bytes a connection may hold when another answer is ready to be written: only
-    a client pipelining requests without reading their answers comes near it."""
-    max_unsent_bytes: int = 64 * 1024 * 1024
-    """Unsent bytes of all paused connections together (the longest paused are dropped)."""
+    header_timeout_seconds: float
+    body_timeout_seconds: float
+    max_header_bytes: int
+    max_headers: int
+    write_timeout_seconds: float
+    max_unsent_bytes_per_connection: int
+    max_unsent_bytes: int
 
 
-@dataclass(frozen=True)
-class Settings:
-    model_dir: Path
-    model_name: str
-    max_batch_size: int
-    """Rows per request beyond which a request is refused with a 4xx."""
-    max_body_bytes: int
-    """Request body size beyond which a request is refused with 413."""
-    max_inflight: int
-    """Inference requests in flight beyond which new ones get 503 at once."""
-    response_cache_size: int
-    """Whole `/predict` answers remembered by exact request body (0: none)."""
-    cache: CacheSettings
-    limits: ConnectionLimits
-    server: dict[str, Any]
-    """kserve ModelServer keyword arguments taken from kserve's own flags."""
-    log_format: str = "json"
-    """`json` (one object per line) or `text`."""
-    log_level: str = "INFO"
-    """From KSERVE_LOGLEVEL, as kserve itself reads it."""
-    model_wait_seconds: float = 0.0
-    """How long to wait for the model directory to appear before loading it: the
-    --model_wait_seconds flag when KServe says MODEL_INIT_MODE=async (a modelcar), else 0."""
-    enable_model_repository: bool = False
-    """Serve the V2 model repository extension (load/unload); off: 403 / PERMISSION_DENIED."""
-    unloaded_liveness_seconds: float = 10.0
-    """How long liveness stays 200 once the model is gone (readiness fails at once)."""
-    client_error_log_lines_per_minute: float = 60.0
-    """Client-error log lines (one short WARNING each) beyond which they are dropped."""
-    offload_body_bytes: int = 64 * 1024
-    """Request bodies above this size are decoded and checked in a worker thread."""
-    grpc_reflection: bool = True
-    """Serve gRPC server reflection (what `grpcurl` and Postman use to find the service)."""
+# -- flags ----------------------------------------------------------------------------------
 
 
-def build_parser(kserve_parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def _extra(name: str) -> dict[str, Any]:
+    extra = Settings.model_fields[name].json_schema_extra
+    assert isinstance(extra, dict)
+    return extra
+
+
+def flag_of(name: str) -> str:
+    return str(_extra(name)["flag"] or f"--{name}")
+
+
+def env_names(name: str) -> list[str]:
+    return [f"{ENV_PREFIX}{name.upper()}", *_extra(name)["env"]]
+
+
+def shown_default(name: str) -> str:
+    value = Settings.model_fields[name].default
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def help_text(name: str) -> str:
+    info = Settings.model_fields[name]
+    default = "required" if info.is_required() else f"default: {shown_default(name)}"
+    return f"{info.description} [{default}; env: {', '.join(env_names(name))}]"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags, one per field (`cli=False` ones excepted), grouped, with their defaults
+    and environment variables. Absent flags stay out of the namespace (the environment or
+    the default decides), so even `--model_dir` is not required here: it may come from
+    the environment, and pydantic says when it comes from nowhere."""
     parser = argparse.ArgumentParser(
         prog="python -m predictor",
-        description="Serve the California housing model with KServe.",
-        parents=[kserve_parser],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve the California housing model with KServe. Every flag can also "
+        f"be set by its environment variable ({ENV_PREFIX}<NAME>); a flag wins.",
+        usage="%(prog)s --model_dir DIR [flags]",
+        argument_default=argparse.SUPPRESS,
+        allow_abbrev=False,
     )
-    parser.add_argument("--model_dir", type=Path, required=True, help="Trained model directory.")
-    parser.add_argument("--max_batch_size", type=int, default=1000, help="Rows per request.")
-    parser.add_argument(
-        "--max_body_bytes", type=int, default=2 * 1024 * 1024, help="Request body cap (bytes)."
-    )
-    parser.add_argument(
-        "--max_inflight",
-        type=int,
-        default=256,
-        help="In-flight inference requests beyond which new ones get 503 (keep it at or "
-        "above the InferenceService's containerConcurrency).",
-    )
-    parser.add_argument(
-        "--response_cache_size",
-        type=int,
-        default=1024,
-        help="Whole /predict answers remembered by exact request body (bodies up to 4 KiB; "
-        "0 turns the memo off).",
-    )
-    parser.add_argument(
-        "--redis_url",
-        default=None,
-        help="Redis URL of the shared cache tier (or $REDIS_URL); none: in-process cache only.",
-    )
-    parser.add_argument("--cache_size", type=int, default=100_000, help="In-process LRU entries.")
-    parser.add_argument(
-        "--cache_ttl_seconds", type=float, default=3600.0, help="In-process LRU time-to-live."
-    )
-    parser.add_argument("--cache_key_prefix", default="housing", help="Cache key prefix.")
-    parser.add_argument(
-        "--log_format", choices=("json", "text"), default="json", help="Log line format."
-    )
-    parser.add_argument(
-        "--redis_timeout_ms", type=float, default=50.0, help="Bound on one Redis operation."
-    )
-    parser.add_argument(
-        "--redis_ttl_seconds", type=float, default=86400.0, help="Redis time-to-live."
-    )
-    parser.add_argument(
-        "--redis_ttl_jitter", type=float, default=0.1, help="Relative spread of Redis TTLs."
-    )
-    parser.add_argument(
-        "--redis_max_connections", type=int, default=32, help="Redis connection pool bound."
-    )
-    parser.add_argument(
-        "--redis_breaker_failures",
-        type=int,
-        default=3,
-        help="Consecutive Redis failures that open the circuit breaker.",
-    )
-    parser.add_argument(
-        "--redis_breaker_cooldown_seconds",
-        type=float,
-        default=5.0,
-        help="How long an open breaker skips Redis before probing it again.",
-    )
-    parser.add_argument(
-        "--redis_cluster",
-        type=_strtobool,
-        default=False,
-        help="Treat --redis_url as any node of a Redis Cluster (or $REDIS_CLUSTER).",
-    )
-    parser.add_argument(
-        "--redis_policy",
-        choices=REDIS_POLICIES,
-        default="always",
-        help="Consult Redis always, never, or auto: only when the model's cost per row "
-        "(timed at start-up) exceeds a Redis round trip.",
-    )
-    parser.add_argument(
-        "--cache_signing_key",
-        default=None,
-        help="Sign Redis values with this key (or $CACHE_SIGNING_KEY); unsigned or "
-        "wrongly signed values are misses.",
-    )
-    parser.add_argument(
-        "--model_wait_seconds",
-        type=float,
-        default=120.0,
-        help="With MODEL_INIT_MODE=async (KServe, for a modelcar): how long to wait for the "
-        "model directory to appear before giving up.",
-    )
-    limits = ConnectionLimits()
-    parser.add_argument(
-        "--header_timeout_seconds",
-        type=float,
-        default=limits.header_timeout_seconds,
-        help="Time to receive a request's headers (then 408 and close).",
-    )
-    parser.add_argument(
-        "--body_timeout_seconds",
-        type=float,
-        default=limits.body_timeout_seconds,
-        help="Time to receive a request's body once its headers are in (then 408 and close).",
-    )
-    parser.add_argument(
-        "--max_header_bytes",
-        type=int,
-        default=limits.max_header_bytes,
-        help="Bytes of request line and headers (then 431 and close).",
-    )
-    parser.add_argument(
-        "--max_headers",
-        type=int,
-        default=limits.max_headers,
-        help="Header fields per request (then 431 and close).",
-    )
-    parser.add_argument(
-        "--write_timeout_seconds",
-        type=float,
-        default=limits.write_timeout_seconds,
-        help="Time a client has to take its answers once 64 KiB of them wait (then the "
-        "connection is dropped and its request freed).",
-    )
-    parser.add_argument(
-        "--max_unsent_bytes_per_connection",
-        type=int,
-        default=limits.max_unsent_bytes_per_connection,
-        help="Unsent answer bytes one connection may hold when another answer is ready "
-        "(then it is dropped).",
-    )
-    parser.add_argument(
-        "--max_unsent_bytes",
-        type=int,
-        default=limits.max_unsent_bytes,
-        help="Unsent answer bytes of all connections together (beyond it, the longest "
-        "stalled are dropped).",
-    )
-    parser.add_argument(
-        "--enable_model_repository",
-        type=_strtobool,
-        default=False,
-        help="Serve the V2 model repository API (load/unload); off, it answers 403 "
-        "(gRPC: PERMISSION_DENIED).",
-    )
-    parser.add_argument(
-        "--enable_grpc_reflection",
-        type=_strtobool,
-        default=True,
-        help="Serve gRPC server reflection (grpcurl, Postman and the like list and call "
-        "the service without its .proto).",
-    )
-    parser.add_argument(
-        "--unloaded_liveness_seconds",
-        type=float,
-        default=10.0,
-        help="How long liveness stays 200 once the model is gone (readiness fails at once).",
-    )
-    parser.add_argument(
-        "--client_error_log_lines_per_minute",
-        type=float,
-        default=60.0,
-        help="Client-error log lines (one short WARNING each) beyond which they are dropped.",
-    )
-    parser.add_argument(
-        "--offload_body_bytes",
-        type=int,
-        default=64 * 1024,
-        help="Request bodies above this size are decoded and checked off the event loop.",
-    )
-    # Our defaults for kserve flags: the model is "housing", and no per-request log line.
-    parser.set_defaults(model_name="housing", enable_latency_logging=False)
+    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
+    for name, info in Settings.model_fields.items():
+        extra = _extra(name)
+        if not extra["cli"]:
+            continue
+        spellings = [flag_of(name)]
+        if extra["flag"]:
+            spellings.append(f"--{name}")  # --event_loop as well as kserve's --event-loop
+        choices = _choices(info)
+        groups[extra["group"]].add_argument(
+            *spellings,
+            dest=name,
+            choices=choices,
+            type=str.upper if choices and all(c.isupper() for c in choices) else str,
+            metavar=None if choices else _metavar(info),
+            help=help_text(name).replace("%", "%%"),  # argparse formats help with %
+        )
     return parser
 
 
-def _strtobool(value: str) -> bool:
-    """`true`/`false` like kserve's boolean flags (`--enable_grpc false`)."""
-    lowered = value.lower()
-    if lowered in ("1", "true", "t", "yes", "y", "on"):
-        return True
-    if lowered in ("0", "false", "f", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+def _choices(info: FieldInfo) -> list[str] | None:
+    args = get_args(info.annotation)
+    if args and all(isinstance(arg, str) for arg in args):
+        return list(args)
+    return None
 
 
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise SystemExit(f"--{name} must be positive, got {value}")
+def _metavar(info: FieldInfo) -> str:
+    annotation = info.annotation
+    if annotation is bool:
+        return "{true,false}"
+    for kind, name in ((int, "N"), (float, "X"), (Path, "DIR")):
+        if annotation is kind or kind in get_args(annotation):
+            return name
+    return "TEXT"
 
 
-_POSITIVE_REDIS_FLAGS = (
-    "redis_timeout_ms",
-    "redis_ttl_seconds",
-    "redis_max_connections",
-    "redis_breaker_failures",
-    "redis_breaker_cooldown_seconds",
-)
+def parse_settings(argv: Sequence[str] | None = None) -> Settings:
+    """Flags (`argv`, default `sys.argv[1:]`) over the environment over the defaults; a
+    bad value exits 2 naming the flag and its variables, never echoing a secret."""
+    parser = build_parser()
+    given = vars(parser.parse_args(argv))
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        parser.error("; ".join(_explain(error) for error in e.errors()))
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    name = str(error["loc"][0]) if error["loc"] else ""
+    if name not in Settings.model_fields:
+        return str(error["msg"])
+    where = " / ".join([flag_of(name)] * bool(_extra(name)["cli"]) + env_names(name))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if _extra(name)["secret"]:
+        return f"{where}: {message}"
+    return f"{where}: {message}, got {error['input']!r}"
+
+
+# -- Redis URLs -----------------------------------------------------------------------------
 
 
 def masked_url(url: str) -> str:
@@ -321,130 +635,21 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
-def _check_redis_url(url: str) -> None:
-    """Refuse a malformed Redis URL at start-up, naming it without its password."""
+def check_redis_url(url: str) -> None:
+    """ValueError for a malformed Redis URL, naming it without its password."""
     if url.startswith(f"{SENTINEL_SCHEME}://"):
         try:
             parse_sentinel_url(url)
         except ValueError as e:  # its messages never quote the URL
-            raise SystemExit(f"--redis_url / REDIS_URL: {e}, got {masked_url(url)}") from None
+            raise ValueError(f"{e}, got {masked_url(url)}") from None
         return
     try:
         parts = urlsplit(url)
         hostname, _ = parts.hostname, parts.port  # .port raises ValueError when malformed
     except ValueError:
-        raise SystemExit("--redis_url / REDIS_URL is not a valid URL") from None
+        raise ValueError("not a valid URL") from None
     if parts.scheme not in REDIS_URL_SCHEMES or not hostname:
-        raise SystemExit(
-            f"--redis_url / REDIS_URL must be redis://HOST[:PORT][/DB], rediss://... or "
+        raise ValueError(
+            f"must be redis://HOST[:PORT][/DB], rediss://... or "
             f"redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB], got {masked_url(url)}"
         )
-
-
-def _signing_key(value: str | None) -> bytes | None:
-    if not value:
-        return None
-    if len(value) < MIN_SIGNING_KEY_CHARS:
-        raise SystemExit(
-            f"--cache_signing_key / CACHE_SIGNING_KEY must be at least "
-            f"{MIN_SIGNING_KEY_CHARS} characters (e.g. `openssl rand -hex 32`)"
-        )
-    return value.encode()
-
-
-MIN_SIGNING_KEY_CHARS: Final = 16
-
-
-def parse_settings(
-    kserve_parser: argparse.ArgumentParser,
-    argv: Sequence[str] | None,
-    environ: Mapping[str, str],
-) -> Settings:
-    args = build_parser(kserve_parser).parse_args(argv)
-    for name in (
-        "max_batch_size",
-        "max_body_bytes",
-        "max_inflight",
-        "cache_size",
-        "cache_ttl_seconds",
-        "header_timeout_seconds",
-        "body_timeout_seconds",
-        "max_header_bytes",
-        "max_headers",
-        "write_timeout_seconds",
-        "max_unsent_bytes_per_connection",
-        "max_unsent_bytes",
-        "unloaded_liveness_seconds",
-        "client_error_log_lines_per_minute",
-        "offload_body_bytes",
-    ):
-        _positive(name, getattr(args, name))
-    if args.model_wait_seconds < 0:
-        raise SystemExit(f"--model_wait_seconds must be >= 0, got {args.model_wait_seconds}")
-    for name in _POSITIVE_REDIS_FLAGS:
-        _positive(name, getattr(args, name))
-    if args.response_cache_size < 0:
-        raise SystemExit(f"--response_cache_size must be >= 0, got {args.response_cache_size}")
-    if not 0 <= args.redis_ttl_jitter < 1:
-        raise SystemExit(f"--redis_ttl_jitter must be in [0, 1), got {args.redis_ttl_jitter}")
-    redis_url = args.redis_url or environ.get("REDIS_URL") or None
-    if redis_url is not None:
-        _check_redis_url(redis_url)
-    cache = CacheSettings(
-        local_max_entries=args.cache_size,
-        local_ttl_seconds=args.cache_ttl_seconds,
-        key_prefix=args.cache_key_prefix,
-        redis_url=redis_url,
-        redis_password=environ.get("REDIS_PASSWORD") or None,
-        redis_timeout_seconds=args.redis_timeout_ms / 1000,
-        redis_ttl_seconds=args.redis_ttl_seconds,
-        redis_ttl_jitter=args.redis_ttl_jitter,
-        redis_max_connections=args.redis_max_connections,
-        redis_breaker_failures=args.redis_breaker_failures,
-        redis_breaker_cooldown_seconds=args.redis_breaker_cooldown_seconds,
-        redis_cluster=args.redis_cluster or _strtobool(environ.get("REDIS_CLUSTER") or "false"),
-        redis_policy=args.redis_policy,
-        signing_key=_signing_key(args.cache_signing_key or environ.get("CACHE_SIGNING_KEY")),
-    )
-    server = {
-        "http_port": args.http_port,
-        "grpc_port": args.grpc_port,
-        "workers": args.workers,
-        "max_threads": args.max_threads,
-        "max_asyncio_workers": args.max_asyncio_workers,
-        "enable_grpc": args.enable_grpc,
-        "enable_docs_url": args.enable_docs_url,
-        "enable_latency_logging": args.enable_latency_logging,
-        "access_log_format": args.access_log_format,
-        "event_loop": args.event_loop,
-        "timeout_keep_alive": args.timeout_keep_alive,
-    }
-    return Settings(
-        model_dir=args.model_dir,
-        model_name=args.model_name,
-        max_batch_size=args.max_batch_size,
-        max_body_bytes=args.max_body_bytes,
-        max_inflight=args.max_inflight,
-        response_cache_size=args.response_cache_size,
-        cache=cache,
-        limits=ConnectionLimits(
-            header_timeout_seconds=args.header_timeout_seconds,
-            body_timeout_seconds=args.body_timeout_seconds,
-            max_header_bytes=args.max_header_bytes,
-            max_headers=args.max_headers,
-            write_timeout_seconds=args.write_timeout_seconds,
-            max_unsent_bytes_per_connection=args.max_unsent_bytes_per_connection,
-            max_unsent_bytes=args.max_unsent_bytes,
-        ),
-        server=server,
-        log_format=args.log_format,
-        log_level=environ.get("KSERVE_LOGLEVEL", "INFO").upper(),
-        model_wait_seconds=(
-            args.model_wait_seconds if environ.get("MODEL_INIT_MODE") == ASYNC_MODE else 0.0
-        ),
-        enable_model_repository=args.enable_model_repository,
-        unloaded_liveness_seconds=args.unloaded_liveness_seconds,
-        client_error_log_lines_per_minute=args.client_error_log_lines_per_minute,
-        offload_body_bytes=args.offload_body_bytes,
-        grpc_reflection=args.enable_grpc_reflection,
-    )

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from harness.cache_settings import cache_settings
 from harness.redis_server import RedisServer, running_redis
 from harness.server import start_server
 from predictor.redis_cache import RedisCache
@@ -72,11 +73,13 @@ def run_hammer(
 
     async def scenario() -> int:
         cache = RedisCache(
-            url,
-            timeout_seconds=timeout,
-            breaker_failures=3,
-            breaker_cooldown_seconds=COOLDOWN,
-            max_connections=64,
+            cache_settings(
+                url,
+                redis_timeout_seconds=timeout,
+                redis_breaker_failures=3,
+                redis_breaker_cooldown_seconds=COOLDOWN,
+                redis_max_connections=64,
+            )
         )
         await cache.start()
         try:

@@ -988,9 +988,9 @@ def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
 
     import redis
 
+    from harness.cache_settings import cache_settings
     from harness.redis_server import RedisServer
     from predictor.redis_cache import RedisCache
-    from predictor.value_signing import ValueCodec
 
     [container] = named(manifests["dev"], "Deployment", REDIS)["spec"]["template"]["spec"][
         "containers"
@@ -1006,7 +1006,9 @@ def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
     try:
 
         async def through_the_cache() -> tuple[list[float | None], float | None]:
-            cache = RedisCache(url, timeout_seconds=1.0, codec=ValueCodec(b"k" * 32))
+            cache = RedisCache(
+                cache_settings(url, redis_timeout_seconds=1.0, signing_key=b"k" * 32)
+            )
             round_trip = await cache.start()
             await cache.insert({"housing:v:row": 1.5})
             await asyncio.sleep(0.05)
@@ -1193,6 +1195,27 @@ def local_args(
     }
     for flag, value in local.items():
         yield from (flag, value)
+
+
+def test_every_rendering_passes_only_settings_the_server_has(
+    manifests: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Each InferenceService's args are flags `python -m predictor` parses, and each
+    HOUSING_* variable in its env names a setting (a typo would be ignored silently)."""
+    from predictor.settings import ENV_PREFIX, Settings, build_parser
+
+    parser = build_parser()
+    for source, docs in manifests.items():
+        for isvc in (doc for doc in docs if doc["kind"] == "InferenceService"):
+            container = predictor_container(isvc)
+            parser.parse_args(container["args"])  # exits on a flag it does not know
+            for variable in container.get("env", []):
+                name = variable["name"]
+                if name.startswith(ENV_PREFIX):
+                    assert name.removeprefix(ENV_PREFIX).lower() in Settings.model_fields, (
+                        source,
+                        name,
+                    )
 
 
 @pytest.mark.parametrize("source", ["top-level", "grpc"])

@@ -48,8 +48,8 @@ def server_route_table() -> set[tuple[str, str]]:
     )
     rest.create_application()
     app = kserve.model_server.app
-    extend_kserve_app(app, MODEL, 1000)
-    settings = parse_settings(kserve.model_server.parser, ["--model_dir", "/nowhere"], {})
+    extend_kserve_app(app, MODEL, 1000, docs=True)
+    settings = parse_settings(["--model_dir", "/nowhere"])
     model = HousingModel(MODEL, Path("/nowhere"), LocalCache(10, 1.0), 1000)
     front = create_app(settings, model, app, ModelPresence(model, registry))
     table = {(m, p) for p, methods in walk(app.router.routes) for m in methods}

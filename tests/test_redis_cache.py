@@ -13,17 +13,17 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kserve.model_server
 import pytest
 import uvloop
 from prometheus_client import REGISTRY
 
+from harness.cache_settings import cache_settings
 from harness.redis_server import RedisServer, running_redis
 from predictor.breaker import BreakerState, CircuitBreaker
 from predictor.cache import LocalCache, TieredCache
 from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
 from predictor.redis_policy import consult_redis
-from predictor.settings import masked_url, parse_settings
+from predictor.settings import masked_url
 from tests.delaying_proxy import delaying_proxy
 
 TIMEOUT = 0.05
@@ -42,14 +42,14 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 def redis_cache(url: str, **options: object) -> RedisCache:
     settings: dict[str, object] = {
-        "timeout_seconds": TIMEOUT,
-        "ttl_seconds": 60.0,
-        "ttl_jitter": 0.0,
-        "breaker_failures": 2,
-        "breaker_cooldown_seconds": 0.3,
+        "redis_timeout_seconds": TIMEOUT,
+        "redis_ttl_seconds": 60.0,
+        "redis_ttl_jitter": 0.0,
+        "redis_breaker_failures": 2,
+        "redis_breaker_cooldown_seconds": 0.3,
     }
     settings.update(options)
-    return RedisCache(url, **settings)  # type: ignore[arg-type]
+    return RedisCache(cache_settings(url, **settings))
 
 
 def sample(name: str, **labels: str) -> float:
@@ -197,7 +197,7 @@ def test_writes_carry_a_jittered_ttl_and_expire(redis_server: RedisServer) -> No
     keys = [f"t:ttl:{i}" for i in range(200)]
 
     async def scenario() -> None:
-        jittered = redis_cache(redis_server.url, ttl_seconds=100.0, ttl_jitter=0.2)
+        jittered = redis_cache(redis_server.url, redis_ttl_seconds=100.0, redis_ttl_jitter=0.2)
         await jittered.insert(dict.fromkeys(keys, 1.5))
         await flushed(jittered)
         await jittered.close()
@@ -209,7 +209,7 @@ def test_writes_carry_a_jittered_ttl_and_expire(redis_server: RedisServer) -> No
     assert len(set(ttls)) > 10  # spread, not one expiry for the whole burst
 
     async def expiry() -> tuple[list[float | None], list[float | None]]:
-        short = redis_cache(redis_server.url, ttl_seconds=0.3)
+        short = redis_cache(redis_server.url, redis_ttl_seconds=0.3)
         await short.insert({"t:short": 2.5})
         await flushed(short)
         before = await short.lookup(["t:short"])
@@ -230,7 +230,7 @@ def test_the_lookups_and_writes_of_one_tick_share_one_round_trip(
     requests = [[f"t:c:{i}", f"t:c:{i}x"] for i in range(20)]
 
     async def scenario() -> list[list[float | None]]:
-        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        cache = redis_cache(redis_server.url, redis_timeout_seconds=1.0)
         found = await asyncio.gather(*(cache.lookup(keys) for keys in requests))
         for i in range(20):  # 20 requests' writes, queued in one tick
             await cache.insert({f"t:w:{i}": float(i)})
@@ -265,7 +265,7 @@ def test_a_stalled_event_loop_is_not_a_redis_timeout(
     redis_server.client().set("t:stall", b"2.5")
 
     async def scenario() -> tuple[list[float | None], BreakerState]:
-        cache = redis_cache(proxy.url, breaker_failures=1)
+        cache = redis_cache(proxy.url, redis_breaker_failures=1)
         assert await cache.lookup(["t:other"]) == [None]  # connected
         pending = asyncio.ensure_future(cache.lookup(["t:stall"]))
         for _ in range(5):  # the lookup is sent and waits for its reply
@@ -290,7 +290,7 @@ def test_a_paused_redis_still_times_out_on_a_busy_loop(
     and the breaker opens, even when the loop was also stalled."""
 
     async def scenario() -> tuple[list[float | None], float, BreakerState]:
-        cache = redis_cache(redis_server.url, breaker_failures=1)
+        cache = redis_cache(redis_server.url, redis_breaker_failures=1)
         assert await cache.lookup(["t:a"]) == [None]  # connected
         redis_server.client().execute_command("CLIENT", "PAUSE", "2000", "ALL")
         started = time.monotonic()
@@ -339,7 +339,7 @@ def test_only_the_exact_form_written_is_a_hit(redis_server: RedisServer) -> None
     before = sample("housing_redis_errors_total", operation="mget", kind="bad_value")
 
     async def scenario() -> list[float | None]:
-        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        cache = redis_cache(redis_server.url, redis_timeout_seconds=1.0)
         found = await cache.lookup(keys)
         await cache.close()
         return found
@@ -356,7 +356,7 @@ def test_a_huge_value_is_not_read_whole(redis_server: RedisServer) -> None:
     redis_server.client().set("t:huge", b"1" * 10_000_000)
 
     async def scenario() -> tuple[list[float | None], int]:
-        cache = redis_cache(redis_server.url, timeout_seconds=1.0)
+        cache = redis_cache(redis_server.url, redis_timeout_seconds=1.0)
         found = await cache.lookup(["t:huge"])
         await cache.close()
         return found, 0
@@ -399,7 +399,7 @@ def test_redis_killed_then_restarted_fails_open_and_recovers(redis_server: Redis
 
 def test_hung_redis_costs_one_timeout_then_is_skipped(redis_server: RedisServer) -> None:
     async def scenario() -> None:
-        cache = redis_cache(redis_server.url, breaker_failures=1)
+        cache = redis_cache(redis_server.url, redis_breaker_failures=1)
         assert await cache.lookup(["t:a"]) == [None]  # connected
         redis_server.pause()
         try:
@@ -481,7 +481,7 @@ def test_password_from_settings_when_the_url_has_none(tmp_path: Path) -> None:
     with running_redis(tmp_path, password=PASSWORD) as server:
 
         async def scenario() -> list[float | None]:
-            cache = redis_cache(server.url, password=PASSWORD)
+            cache = redis_cache(server.url, redis_password=PASSWORD)
             await cache.start()
             await cache.insert({"t:a": 3.0})
             await flushed(cache)
@@ -547,76 +547,7 @@ def test_close_waits_for_pending_writes(redis_server: RedisServer) -> None:
     assert redis_server.client().dbsize() == 100
 
 
-# -- settings ---------------------------------------------------------------------------------
-
-
-def test_cache_flags_and_environment() -> None:
-    argv = ["--model_dir", "m", "--redis_timeout_ms", "20", "--redis_ttl_seconds", "600"]
-    argv += ["--redis_breaker_failures", "4", "--redis_breaker_cooldown_seconds", "2"]
-    environ = {"REDIS_URL": "rediss://cache:6380/1", "REDIS_PASSWORD": PASSWORD}
-    settings = parse_settings(kserve.model_server.parser, argv, environ).cache
-    assert settings.redis_url == "rediss://cache:6380/1"
-    assert settings.redis_password == PASSWORD
-    assert settings.redis_timeout_seconds == pytest.approx(0.02)
-    assert settings.redis_ttl_seconds == 600
-    assert settings.redis_breaker_failures == 4
-    assert settings.redis_breaker_cooldown_seconds == 2
-    assert PASSWORD not in repr(settings)
-    flag = ["--model_dir", "m", "--redis_url", "redis://127.0.0.1:6390/0"]
-    from_flag = parse_settings(kserve.model_server.parser, flag, environ).cache
-    assert from_flag.redis_url == "redis://127.0.0.1:6390/0"
-    none = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], {}).cache
-    assert none.redis_url is None
-
-
-@pytest.mark.parametrize(
-    "url", ["http://:hunter2@cache:6379/0", "redis://:hunter2@cache:port/0", "redis:///0"]
-)
-def test_bad_redis_url_is_refused_without_showing_the_password(url: str) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        parse_settings(kserve.model_server.parser, ["--model_dir", "m", "--redis_url", url], {})
-    assert "hunter2" not in str(exit_info.value)
-
-
-def test_hardening_flags_and_their_defaults() -> None:
-    defaults = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], {})
-    assert (defaults.limits.header_timeout_seconds, defaults.limits.body_timeout_seconds) == (5, 10)
-    assert (defaults.limits.max_header_bytes, defaults.limits.max_headers) == (65536, 128)
-    assert defaults.enable_model_repository is False
-    assert defaults.unloaded_liveness_seconds == 10
-    argv = ["--model_dir", "m", "--enable_model_repository", "true", "--max_headers", "64"]
-    argv += ["--header_timeout_seconds", "2", "--offload_body_bytes", "1024"]
-    settings = parse_settings(kserve.model_server.parser, argv, {})
-    assert settings.enable_model_repository is True
-    assert settings.limits.max_headers == 64 and settings.limits.header_timeout_seconds == 2
-    assert settings.offload_body_bytes == 1024
-    for bad in (["--max_headers", "0"], ["--body_timeout_seconds", "-1"]):
-        with pytest.raises(SystemExit):
-            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
-
-
-def test_cluster_sentinel_signing_and_policy_settings() -> None:
-    environ = {
-        "REDIS_URL": "redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/housing/2",
-        "REDIS_CLUSTER": "false",
-        "CACHE_SIGNING_KEY": "k" * 32,
-    }
-    settings = parse_settings(kserve.model_server.parser, ["--model_dir", "m"], environ).cache
-    assert settings.signing_key == b"k" * 32 and "kkkk" not in repr(settings)
-    assert settings.redis_cluster is False and settings.redis_policy == "always"
-    argv = ["--model_dir", "m", "--redis_url", "redis://node:7000/0", "--redis_policy", "auto"]
-    cluster = parse_settings(kserve.model_server.parser, argv, {"REDIS_CLUSTER": "true"}).cache
-    assert cluster.redis_cluster is True and cluster.redis_policy == "auto"
-    assert cluster.signing_key is None
-    for bad in (
-        ["--cache_signing_key", "short"],
-        ["--redis_policy", "sometimes"],
-        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1/housing"],  # no port
-        ["--redis_url", "redis+sentinel://:hunter2@10.0.0.1:26379/"],  # no service
-    ):
-        with pytest.raises(SystemExit) as exit_info:
-            parse_settings(kserve.model_server.parser, ["--model_dir", "m", *bad], {})
-        assert "hunter2" not in str(exit_info.value)
+# -- whether Redis pays ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent import futures
 from functools import partial
 from typing import Any, Final
@@ -53,10 +53,19 @@ class PortInUse(SystemExit):
 class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
     """See the module docstring; constructed by kserve with `GRPCServer`'s arguments."""
 
-    def __init__(self, *args: Any, health: GrpcHealth, reflection_on: bool, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        health: GrpcHealth,
+        reflection_on: bool,
+        message_bounds: Mapping[str, int],
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._health = health
         self._reflection_on = reflection_on
+        # kserve hands over its own parse of sys.argv (`kwargs`); the settings' bounds win.
+        self._bounds = message_bounds
         _refuse_taken(self._port)
 
     async def start(self, max_workers: int) -> None:
@@ -65,10 +74,10 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
             futures.ThreadPoolExecutor(max_workers=max_workers),
             interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
             options=[
-                ("grpc.max_send_message_length", self._kwargs.get("grpc_max_send_message_length")),
+                ("grpc.max_send_message_length", self._bounds["grpc_max_send_message_length"]),
                 (
                     "grpc.max_receive_message_length",
-                    self._kwargs.get("grpc_max_receive_message_length"),
+                    self._bounds["grpc_max_receive_message_length"],
                 ),
                 ("grpc.so_reuseport", 0),
             ],
@@ -158,10 +167,17 @@ async def _parsed(
     return await handle(request, context)
 
 
-def install(presence: ModelPresence, unloaded_liveness: float, reflection_on: bool) -> None:
-    """Have kserve's `ModelServer.start` build `PredictorGrpcServer`."""
+def install(
+    presence: ModelPresence,
+    unloaded_liveness: float,
+    reflection_on: bool,
+    message_bounds: Mapping[str, int],
+) -> None:
+    """Have kserve's `ModelServer.start` build `PredictorGrpcServer`; `message_bounds`:
+    `grpc_max_send_message_length` and `grpc_max_receive_message_length`."""
     kserve.model_server.GRPCServer = partial(
         PredictorGrpcServer,
         health=GrpcHealth(presence, unloaded_liveness),
         reflection_on=reflection_on,
+        message_bounds=message_bounds,
     )
