@@ -241,8 +241,27 @@ def test_rules_parse(promtool: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_rules_compute_psi_and_alert(promtool: str, tmp_path: Path) -> None:
+def promtool_test(
+    promtool: str, tmp_path: Path, case: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` on the rules and one test case over `input_series()`."""
     write_rules(tmp_path / "rules.yml")
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input_series(), **case}],
+    }
+    (tmp_path / "drift_test.yml").write_text(yaml.safe_dump(tests))
+    return subprocess.run(
+        [promtool, "test", "rules", "drift_test.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def test_rules_compute_psi_and_alert(promtool: str, tmp_path: Path) -> None:
     psi_samples = [
         {"labels": series(PSI_RECORD, {**LABELS, "feature": f}), "value": expected_psi(f)}
         for f in FEEDS
@@ -250,65 +269,32 @@ def test_rules_compute_psi_and_alert(promtool: str, tmp_path: Path) -> None:
     assert psi_samples[0]["value"] == 0.0  # served as trained
     assert expected_psi("HouseAge") == pytest.approx(0.8634693, abs=1e-6)
     assert expected_psi("AveRooms") > 4  # the floor keeps an empty bucket finite
-    tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
+    case = {
+        "promql_expr_test": [{"expr": PSI_RECORD, "eval_time": "45m", "exp_samples": psi_samples}],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": ALERT, "exp_alerts": []},
             {
-                "interval": "1m",
-                "input_series": input_series(),
-                "promql_expr_test": [
-                    {"expr": PSI_RECORD, "eval_time": "45m", "exp_samples": psi_samples}
-                ],
-                "alert_rule_test": [
-                    {"eval_time": "20m", "alertname": ALERT, "exp_alerts": []},
-                    {
-                        "eval_time": "45m",
-                        "alertname": ALERT,
-                        "exp_alerts": [fired("HouseAge"), fired("AveRooms")],
-                    },
-                ],
-            }
+                "eval_time": "45m",
+                "alertname": ALERT,
+                "exp_alerts": [fired("HouseAge"), fired("AveRooms")],
+            },
         ],
     }
-    (tmp_path / "drift_test.yml").write_text(yaml.safe_dump(tests))
-    result = subprocess.run(
-        [promtool, "test", "rules", "drift_test.yml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = promtool_test(promtool, tmp_path, case)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_a_wrong_expectation_fails(promtool: str, tmp_path: Path) -> None:
     """promtool really compares: a PSI of 0 for the shifted feature is refused."""
-    write_rules(tmp_path / "rules.yml")
     labels = series(PSI_RECORD, {**LABELS, "feature": "HouseAge"})
-    tests = {
-        "rule_files": ["rules.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
+    case = {
+        "promql_expr_test": [
             {
-                "interval": "1m",
-                "input_series": input_series(),
-                "promql_expr_test": [
-                    {
-                        "expr": f'{PSI_RECORD}{{feature="HouseAge"}}',
-                        "eval_time": "45m",
-                        "exp_samples": [{"labels": labels, "value": 0}],
-                    }
-                ],
+                "expr": f'{PSI_RECORD}{{feature="HouseAge"}}',
+                "eval_time": "45m",
+                "exp_samples": [{"labels": labels, "value": 0}],
             }
-        ],
+        ]
     }
-    (tmp_path / "drift_test.yml").write_text(yaml.safe_dump(tests))
-    result = subprocess.run(
-        [promtool, "test", "rules", "drift_test.yml"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = promtool_test(promtool, tmp_path, case)
     assert result.returncode != 0 and "HouseAge" in result.stdout + result.stderr
