@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         presence,
         settings.unloaded_liveness_seconds,
         settings.enable_grpc_reflection,
-        settings.grpc_options,
+        settings.grpc_message_bounds,
     )
     server.serve_app(create_app(settings, model, app, presence))
     _use_uvloop(settings.event_loop)

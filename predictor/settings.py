@@ -445,7 +445,7 @@ class Settings(BaseSettings):
         return {name: getattr(self, name) for name in names}
 
     @property
-    def grpc_options(self) -> dict[str, int]:
+    def grpc_message_bounds(self) -> dict[str, int]:
         """The gRPC server's message bounds, as kserve names them."""
         return {
             "grpc_max_send_message_length": self.grpc_max_send_message_length,
