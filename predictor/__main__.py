@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final
 
 from predictor.artifact import ModelArtifactError
 from predictor.cache import TieredCache, build_cache
@@ -16,7 +16,14 @@ from predictor.model_wait import wait_for_model_dir
 from predictor.redis_policy import model_seconds_per_row
 
 if TYPE_CHECKING:
+    from kserve.model_repository import ModelRepository
+
     from predictor.model import HousingModel
+
+HTTP_PORT: Final = 8080
+HTTPS_PORT: Final = 8443
+# How long a stop waits for REST's open requests, then for gRPC's calls (kserve's value).
+GRACE_SECONDS: Final = 30
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,18 +31,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Parsed before kserve is imported: `--help` and a bad flag answer at once.
     settings = parse_settings(argv)
-    # kserve parses sys.argv when kserve.model_server is imported; import it here, in main.
-    import kserve
+    from predictor.server import record_early_signals
+
+    record_early_signals()
+    import uvicorn
     from kserve.logging import logger
     from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
 
     from predictor import errors, logs
-    from predictor.app import create_app, extend_kserve_app, served_extensions
+    from predictor.app import create_app, served_extensions
+    from predictor.grpc_server import GrpcConfig, GrpcHealth, build_grpc_server
+    from predictor.kserve_app import kserve_app
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
-    from predictor.server import PredictorServer
-    from predictor.upstream import grpc_server, kserve_dataplane, kserve_grpc_servicer
+    from predictor.server import Servers
+    from predictor.upstream import kserve_dataplane
+    from predictor.upstream.kserve_grpc_servicer import versioned_servicer
     from predictor.upstream.kserve_repository import repository_extension
+    from predictor.upstream.uvicorn_protocol import protocol_factory
+    from predictor.upstream.uvicorn_server import OwnedSignalsServer
 
     return_large_blocks()
     cache = build_cache(settings.cache)
@@ -52,13 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.CLIENT_ERRORS,
         settings.client_error_log_lines_per_minute,
     )
-    registry = ModelRepository()
-    server = PredictorServer(
-        limits=settings.limits,
-        repository=repository_extension(settings.enable_model_repository, registry, model),
-        registered_models=registry,
-        **settings.server_kwargs,
-    )
     if settings.model_wait and not wait_for_model_dir(settings.model_dir, settings.model_wait):
         logger.error("No model in %s after %.0f s", settings.model_dir, settings.model_wait)
     try:
@@ -71,59 +79,113 @@ def main(argv: Sequence[str] | None = None) -> int:
     # objects and stall requests for 100 ms or more.
     gc.collect()
     gc.freeze()
-    app = kserve.model_server.app
-    extend_kserve_app(app, settings.model_name, settings.max_batch_size, settings.enable_docs_url)
-    kserve_dataplane.list_versions(server.dataplane, model.name, model.version)
-    extensions = served_extensions(settings.enable_model_repository)
-    kserve_dataplane.list_extensions(server.dataplane, extensions)
-    kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
-    presence = ModelPresence(model, registry)
-    grpc_server.install(
-        presence,
-        settings.unloaded_liveness_seconds,
-        settings.enable_grpc_reflection,
-        settings.grpc_message_bounds,
+    registry = ModelRepository()
+    registry.update(model)
+    model.enable_latency_logging = settings.enable_latency_logging
+    logger.info("Registering model: %s", model.name)
+    dataplane = DataPlane(model_registry=registry)
+    repository = repository_extension(settings.enable_model_repository, registry, model)
+    kserve_dataplane.list_versions(dataplane, model.name, model.version)
+    kserve_dataplane.list_extensions(dataplane, served_extensions(settings.enable_model_repository))
+    kserve = kserve_app(
+        dataplane,
+        repository,
+        model_name=model.name,
+        max_batch_size=settings.max_batch_size,
+        docs=settings.enable_docs_url,
+        access_log_format=settings.access_log_format,
     )
-    server.serve_app(create_app(settings, model, app, presence))
-    _use_uvloop(settings.event_loop)
-    _tie_to_lifespan(cache, app, model)
-    server.start([model])
-    return 0
+    presence = ModelPresence(model, registry)
+    config = uvicorn.Config(
+        create_app(settings, model, kserve, presence),
+        host="0.0.0.0",
+        port=_http_port(settings.http_port, settings.ssl_certfile, settings.ssl_keyfile),
+        http=protocol_factory(settings.limits),
+        loop="none",
+        lifespan="off",
+        log_config=None,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        timeout_keep_alive=settings.timeout_keep_alive,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
+    )
+    grpc = None
+    if settings.enable_grpc:
+        grpc_config = GrpcConfig(
+            port=settings.grpc_port,
+            max_threads=settings.max_threads,
+            reflection=settings.enable_grpc_reflection,
+            max_send_message_length=settings.grpc_max_send_message_length,
+            max_receive_message_length=settings.grpc_max_receive_message_length,
+        )
+        servicer = versioned_servicer(dataplane, repository, model.name, model.version)
+        health = GrpcHealth(presence, settings.unloaded_liveness_seconds)
+        grpc = partial(build_grpc_server, grpc_config, servicer, health)
+    lifetime = _Lifetime(cache, model, registry, config)
+    servers = Servers(
+        OwnedSignalsServer(config),
+        grpc,
+        grace_seconds=GRACE_SECONDS,
+        max_asyncio_workers=settings.max_asyncio_workers,
+        starting=lifetime.starting,
+        stopped=lifetime.stopped,
+    )
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+        return runner.run(servers.serve())
 
 
-def _use_uvloop(event_loop: str) -> None:
-    """Run on uvloop unless told not to.
+def _http_port(port: int, certfile: str | None, keyfile: str | None) -> int:
+    """kserve's rule: with TLS on and the port left at its default, serve on 8443."""
+    return HTTPS_PORT if certfile and keyfile and port == HTTP_PORT else port
 
-    kserve's ModelServer starts uvicorn inside its own `asyncio.run`, so uvicorn's `loop`
-    setting never takes effect and the server would run on the default asyncio loop.
-    """
+
+def _loop_factory(event_loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop unless told otherwise (or uvloop is missing and not asked for)."""
     if event_loop == "asyncio":
-        return
+        return None
     try:
         import uvloop
     except ImportError:
         if event_loop == "uvloop":
             raise
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    # kserve asks for the current loop before it starts; uvloop's policy makes none itself.
-    asyncio.set_event_loop(asyncio.new_event_loop())
+        return None
+    return uvloop.new_event_loop
 
 
-def _tie_to_lifespan(cache: TieredCache, app: Any, model: HousingModel) -> None:
-    """Probe the cache's Redis tier once the event loop runs (and judge whether it pays for
-    this model); close it when the server stops."""
-    inner = app.router.lifespan_context
+class _Lifetime:
+    """What starts before the servers listen and stops after they are done."""
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[Any]:
-        regressor = model.regressor if cache.shared else None
-        await cache.start(None if regressor is None else model_seconds_per_row(regressor.predict))
-        async with inner(app) as state:
-            yield state
-        await cache.close()
+    def __init__(
+        self, cache: TieredCache, model: HousingModel, registry: ModelRepository, config: Any
+    ) -> None:
+        self._cache = cache
+        self._model = model
+        self._registry = registry
+        self._config = config
+        self._refresher: Any = None
 
-    app.router.lifespan_context = lifespan
+    async def starting(self) -> None:
+        """Probe the cache's Redis tier (and judge whether it pays for this model); watch
+        the TLS certificate files for a renewal, as kserve's REST server does."""
+        regressor = self._model.regressor if self._cache.shared else None
+        seconds = None if regressor is None else model_seconds_per_row(regressor.predict)
+        await self._cache.start(seconds)
+        config = self._config
+        config.load()
+        if config.ssl is not None and config.ssl_certfile and config.ssl_keyfile:
+            from kserve.protocol.rest.ssl_cert_refresher import SSLCertRefresher
+
+            self._refresher = SSLCertRefresher(
+                config.ssl, str(config.ssl_keyfile), str(config.ssl_certfile)
+            )
+
+    async def stopped(self) -> None:
+        """Unload the model (requests in flight are done by now), close the cache."""
+        if self._refresher is not None:
+            self._refresher.stop()
+        for name in list(self._registry.get_models()):
+            self._registry.unload(name)
+        await self._cache.close()
 
 
 if __name__ == "__main__":

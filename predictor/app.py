@@ -18,19 +18,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from predictor import errors
 from predictor.admission import Admission
 from predictor.answers import error_answer, send_answer
 from predictor.model import HousingModel
-from predictor.openapi import openapi_route
 from predictor.routes import health, legacy, v1, v2
-from predictor.routes.docs import docs_routes
 from predictor.routes.inference import response_memo
 from predictor.settings import Settings
-from predictor.upstream import kserve_rest_app
 from predictor.versions import UnservedVersion, unversioned_path
 
 BINARY_EXTENSION: Final = "binary_tensor_data"
@@ -40,17 +35,6 @@ REPOSITORY_EXTENSION: Final = "model_repository_extension"
 def served_extensions(model_repository: bool) -> list[str]:
     """The V2 extensions this server serves, as `GET /v2` lists them."""
     return [BINARY_EXTENSION, *([REPOSITORY_EXTENSION] if model_repository else [])]
-
-
-def extend_kserve_app(app: FastAPI, model_name: str, max_batch_size: int, docs: bool) -> None:
-    """What the project adds to kserve's app: its OpenAPI document, `/docs` when `docs`
-    (bundled Swagger UI, ahead of the CDN-fed one FastAPI adds when kserve's own parse of
-    `--enable_docs_url` says so), JSON errors, no trailing-slash redirects."""
-    app.router.routes.append(openapi_route(model_name, max_batch_size))
-    if docs:
-        app.router.routes[:0] = docs_routes()
-    kserve_rest_app.trim_kserve_app(app)
-    errors.install(app)
 
 
 def create_app(

@@ -16,19 +16,34 @@ and rate-limits the same way (by the exception types in `CLIENT_ERRORS`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any, Final
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from kserve.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedProtocol
+from kserve.errors import (
+    InferenceError,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotLive,
+    ServerNotReady,
+    UnsupportedProtocol,
+    generic_exception_handler,
+    inference_error_handler,
+    server_not_live_handler,
+    server_not_ready_handler,
+)
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from predictor.upstream.kserve_repository import RepositoryDisabled
-from predictor.upstream.starlette_stack import before_build
 
 logger: Final = logging.getLogger("kserve.predictor.errors")
+
+Handler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
 
 CLIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
     InvalidInput,
@@ -42,7 +57,7 @@ CLIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
 )
 """Exceptions that are the client's doing: logged short, never with a traceback."""
 
-_STATUS: Final[dict[type[BaseException], int]] = {
+_STATUS: Final[dict[type[Exception], int]] = {
     InvalidInput: HTTPStatus.BAD_REQUEST,
     ModelNotFound: HTTPStatus.NOT_FOUND,
     NotImplementedError: HTTPStatus.NOT_IMPLEMENTED,
@@ -102,14 +117,15 @@ def _plain(errors: Any) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in errors]
 
 
-def install(app: Any) -> None:
-    """Replace kserve's and FastAPI's handlers for these errors once kserve registered its own."""
-
-    def register() -> None:
-        for kind in _STATUS:
-            app.exception_handlers[kind] = client_error
-        app.exception_handlers[HTTPException] = http_error
-        app.exception_handlers[RequestValidationError] = validation_error
-        app.exception_handlers[ModelNotReady] = model_not_ready
-
-    before_build(app, register)
+HANDLERS: Final[dict[int | type[Exception], Handler]] = {
+    **dict.fromkeys(_STATUS, client_error),
+    HTTPException: http_error,
+    RequestValidationError: validation_error,
+    ModelNotReady: model_not_ready,
+    # kserve's own, for the errors that are the server's.
+    InferenceError: inference_error_handler,
+    ServerNotLive: server_not_live_handler,
+    ServerNotReady: server_not_ready_handler,
+    Exception: generic_exception_handler,
+}
+"""Every error's handler, for the app predictor.kserve_app builds."""

@@ -99,3 +99,8 @@ HTTP_DROPPED: Final = Counter(
     "(write_timeout, unsent_bytes, unsent_total); a request waiting to write was freed at once.",
     ["reason"],
 )
+SERVER_RESTARTS: Final = Counter(
+    "housing_server_restarts",
+    "Servers built again after ending by themselves (predictor.server), by server.",
+    ["server"],
+)

@@ -1,136 +1,166 @@
-"""kserve's ModelServer with our HTTP protocol, app, repository extension and signal handling.
+"""The process's servers: uvicorn (REST) and grpc.aio (gRPC) in one event loop, run here.
 
-uvicorn serves the project's app (predictor.app, given with `serve_app`) in front of
-kserve's. Three changes to kserve's `ModelServer`, each at a hook kserve itself calls:
+kserve is a library here (its data plane, model repository, REST route registration and
+V2 protos); its `ModelServer` is not used. `Servers.serve`:
 
-- uvicorn speaks the bounded protocol of `predictor.upstream.uvicorn_protocol` (set in
-  `_serve`, before uvicorn loads its config);
-- the model repository extension is the one given (predictor.upstream.kserve_repository:
-  off by default);
-- SIGTERM, SIGINT and SIGQUIT stop the server cleanly at any moment of start-up. kserve's
-  handler creates a task, which raises when the event loop is not running yet (a crash
-  with a traceback), and may stop the gRPC server before it started (which then serves
-  on). Here a signal before the loop runs ends `_serve` at once; one while the servers
-  start tells uvicorn to exit and stops gRPC once it is up. While uvicorn serves, its own
-  handler has SIGTERM and SIGINT, then hands them back here when it is done (uvicorn
-  re-raises them). SIGQUIT, which uvicorn does not handle, drains the same way: uvicorn
-  is told to exit, and kserve's stop (gRPC, then unloading the model) waits until it has
-  (kserve's own unloads the model at once, so requests in flight got 404).
-- SIGHUP is logged and ignored: there is nothing to reload, and a hang-up of the
-  terminal or session that started the server is no reason to stop serving.
-- `--max_asyncio_workers` sizes the default executor of the loop that serves. kserve sets
-  it on the loop current before `asyncio.run`, which then serves on a new loop, so the
-  flag did nothing.
+- starts the cache tier (`starting`), binds the gRPC port (a taken one exits 1 before
+  REST listens), then serves REST and gRPC side by side;
+- owns the signals. SIGTERM, SIGINT and SIGQUIT drain in one order: REST stops accepting
+  and finishes what it has (uvicorn's graceful shutdown, bounded by its grace period and
+  by the connection bounds of predictor.upstream.uvicorn_protocol), then gRPC stops
+  within `grace_seconds`, then `stopped` runs (the model unloaded, the cache closed). A
+  signal that arrives before the loop runs (`record_early_signals`) stops it at once.
+  SIGHUP is logged and ignored: there is nothing to reload, and a hang-up of the terminal
+  that started the server is no reason to stop serving;
+- contains failures. A gRPC server that ends by itself (grpc's server loop raising, say)
+  is logged as one ERROR, counted (`housing_server_restarts_total`) and built again on
+  its port after a short back-off, while REST serves on: a restart takes under a second,
+  and the probes, which are REST's, have nothing to act on. REST ending by itself ends
+  the process with status 1: it carries the probes, so the platform must replace the pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
-import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any, Final
+from typing import Final
 
-from kserve import ModelServer
-from kserve.logging import logger
-from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-from starlette.types import ASGIApp
+import uvicorn
+from grpc import aio
 
-from predictor.settings import ConnectionLimits
-from predictor.upstream.kserve_rest_app import serve_app
-from predictor.upstream.uvicorn_protocol import protocol_factory
+from predictor.metrics import SERVER_RESTARTS
+
+logger: Final = logging.getLogger("kserve.predictor.server")
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-# How long a stop waits for the gRPC server to come up before stopping it.
-GRPC_START_WAIT_SECONDS: Final = 10.0
+# Back-off between two builds of a failed gRPC server: from the first to the last.
+GRPC_RESTART_SECONDS: Final = (0.1, 0.5, 2.0)
+
+_early_signals: list[int] = []
 
 
-class PredictorServer(ModelServer):  # type: ignore[misc]
+def record_early_signals() -> None:
+    """Until `Servers.serve` runs, a stop signal only records itself (start-up is stopped
+    as soon as the loop runs); SIGHUP is ignored."""
+
+    def record(sig: int, frame: FrameType | None) -> None:
+        _early_signals.append(sig)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, record)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+class Servers:
+    """REST and gRPC, started, supervised and stopped together (see the module docstring)."""
+
     def __init__(
         self,
+        rest: uvicorn.Server,
+        grpc: Callable[[], aio.Server] | None,
         *,
-        limits: ConnectionLimits,
-        repository: ModelRepositoryExtension,
-        **kwargs: Any,
+        grace_seconds: float,
+        max_asyncio_workers: int | None,
+        starting: Callable[[], Awaitable[None]],
+        stopped: Callable[[], Awaitable[None]],
     ) -> None:
-        super().__init__(**kwargs)
-        self.model_repository_extension = repository
-        self._limits = limits
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._early_signal: int | None = None
-        self._stopping: asyncio.Task[None] | None = None
-        self._rest_serving: asyncio.Future[Any] | None = None
-        self._app: ASGIApp | None = None
+        self._rest = rest
+        self._build_grpc = grpc
+        self._grace = grace_seconds
+        self._max_asyncio_workers = max_asyncio_workers
+        self._starting = starting
+        self._stopped = stopped
+        self._stop_requested: asyncio.Event | None = None
+        self._grpc: aio.Server | None = None
 
-    def serve_app(self, app: ASGIApp) -> None:
-        """Serve `app` over REST (predictor.app) in front of kserve's."""
-        self._app = app
-
-    def register_signal_handler(self) -> None:
+    async def serve(self) -> int:
+        """Serve until a stop signal (0) or until REST ends by itself (1)."""
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(self._max_asyncio_workers))
+        self._stop_requested = asyncio.Event()
         for sig in STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
-        signal.signal(signal.SIGHUP, self._on_hangup)
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, logger.warning, "SIGHUP received: ignored")
+        if _early_signals:
+            logger.info("Stopped during start-up (signal %d)", _early_signals[0])
+            return 0
+        await self._starting()
+        grpc_task = None
+        if self._build_grpc is not None:
+            self._grpc = self._build_grpc()
+            grpc_task = asyncio.create_task(self._supervise_grpc(self._grpc))
+        rest_task = asyncio.create_task(self._rest.serve())
+        stop_wait = asyncio.create_task(self._stop_requested.wait())
+        await asyncio.wait((rest_task, stop_wait), return_when=asyncio.FIRST_COMPLETED)
+        status = 0
+        if not self._stop_requested.is_set():
+            logger.error("The REST server ended by itself: stopping the process")
+            status = 1
+            self._stop_requested.set()
+        await stop_wait
+        self._rest.should_exit = True
+        await asyncio.wait([rest_task])  # drain HTTP first, the model still loaded
+        if rest_task.exception() is not None:
+            status = 1
+        if grpc_task is not None:
+            await self._stop_grpc()
+            await grpc_task
+        await self._stopped()
+        return status
 
-    def _on_hangup(self, sig: int, frame: FrameType | None) -> None:
-        loop = self._loop
-        if loop is not None:  # log from the loop: a signal handler must not take locks
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(logger.warning, "SIGHUP received: ignored")
+    def _request_stop(self, sig: int) -> None:
+        assert self._stop_requested is not None
+        if not self._stop_requested.is_set():
+            logger.info("Signal %d received: draining", sig)
+            self._stop_requested.set()
 
-    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
-        """Runs in the main thread between two bytecodes: only record or schedule."""
-        loop = self._loop
-        if loop is None:
-            self._early_signal = sig
-            return
-        # A closed loop raises: the process is on its way out anyway.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._begin_stop, sig)
+    async def _stop_grpc(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace=self._grace)
 
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        # kserve's setup_event_loop, run before, resolved None to its formula.
-        self._loop.set_default_executor(ThreadPoolExecutor(self.max_asyncio_workers))
-        if self._rest_server is not None:
-            self._rest_server.config.http = protocol_factory(self._limits)
-            if self._app is not None:
-                serve_app(self._rest_server, self._app)
-        if self._early_signal is not None:
-            logger.info("Stopped during start-up (signal %d)", self._early_signal)
-            for server in self.servers:
-                server.close()  # coroutines never started
-            return
-        serving: list[asyncio.Future[Any]] = [asyncio.ensure_future(s) for s in self.servers]
-        if self._rest_server is not None:
-            self._rest_serving = serving[0]  # kserve puts the REST server first
-        await asyncio.gather(*serving)
-        if self._stopping is not None:
-            await self._stopping
+    async def _supervise_grpc(self, server: aio.Server) -> None:
+        """Serve gRPC; build and start it again whenever it ends without being asked to."""
+        assert self._stop_requested is not None and self._build_grpc is not None
+        failures = 0
+        while True:
+            with contextlib.suppress(RuntimeError):  # the port was taken since the build
+                await server.start()
+            failure: BaseException | None = None
+            try:
+                await server.wait_for_termination()
+            except Exception as e:
+                failure = e
+            if self._stop_requested.is_set():
+                return
+            SERVER_RESTARTS.labels("grpc").inc()
+            pause = GRPC_RESTART_SECONDS[min(failures, len(GRPC_RESTART_SECONDS) - 1)]
+            failures += 1
+            logger.error(
+                "The gRPC server ended by itself (%s): building it again in %.1f s; REST serves on",
+                repr(failure) if failure else "no error",
+                pause,
+            )
+            with contextlib.suppress(Exception):
+                await server.stop(grace=0)
+            rebuilt = await self._rebuild_grpc(pause)
+            if rebuilt is None:
+                return
+            server = self._grpc = rebuilt
 
-    def _begin_stop(self, sig: int) -> None:
-        if self._stopping is not None:
-            return
-        if self._rest_server is not None:
-            self._rest_server._server.should_exit = True
-        self._stopping = asyncio.get_running_loop().create_task(self._stop(sig))
-
-    async def _stop(self, sig: int) -> None:
-        if self._rest_serving is not None:  # drain HTTP first, the model still loaded
-            await asyncio.wait([self._rest_serving])
-        await self._grpc_started()
-        super().stop(sig)  # kserve's: stops gRPC (within its grace period), unloads models
-
-    async def _grpc_started(self) -> None:
-        """Return once the gRPC server runs (or will never), so that stopping it sticks."""
-        grpc = self._grpc_server
-        if grpc is None:
-            return
-        deadline = time.monotonic() + GRPC_START_WAIT_SECONDS
-        while grpc._server is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if grpc._server is not None:
-            # Returns at once once it runs; otherwise starts it now, so that kserve's own
-            # start finds it running instead of starting it after the stop.
-            await grpc._server.start()
+    async def _rebuild_grpc(self, pause: float) -> aio.Server | None:
+        """A new gRPC server on the same port, or None once a stop is requested."""
+        assert self._build_grpc is not None and self._stop_requested is not None
+        while not self._stop_requested.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), pause)
+                return None
+            try:
+                return self._build_grpc()
+            except SystemExit:  # the port is still held (predictor.grpc_server.PortInUse)
+                logger.error("The gRPC port is still taken: trying again in %.1f s", pause)
+        return None

@@ -28,27 +28,20 @@ def walk(routes: list[Any]) -> Iterator[tuple[str, frozenset[str]]]:
 
 def server_route_table() -> set[tuple[str, str]]:
     """Every (method, path) the server answers (HEAD aside: every GET route takes it)."""
-    argv, sys.argv = sys.argv, sys.argv[:1]  # kserve parses sys.argv on import
-    try:
-        import kserve
-        from kserve.model_repository import ModelRepository
-        from kserve.protocol.dataplane import DataPlane
-        from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-        from kserve.protocol.rest.server import RESTServer
-    finally:
-        sys.argv = argv
-    from predictor.app import create_app, extend_kserve_app
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+
+    from predictor.app import create_app
+    from predictor.kserve_app import kserve_app
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
     from predictor.settings import parse_settings
 
     registry = ModelRepository()
-    rest = RESTServer(
-        "kserve.model_server:app", DataPlane(registry), ModelRepositoryExtension(registry), 0
-    )
-    rest.create_application()
-    app = kserve.model_server.app
-    extend_kserve_app(app, MODEL, 1000, docs=True)
+    dataplane = DataPlane(registry)
+    repository = ModelRepositoryExtension(registry)
+    app = kserve_app(dataplane, repository, model_name=MODEL, max_batch_size=1000, docs=True)
     settings = parse_settings(["--model_dir", "/nowhere"])
     model = HousingModel(MODEL, Path("/nowhere"), LocalCache(10, 1.0), 1000)
     front = create_app(settings, model, app, ModelPresence(model, registry))

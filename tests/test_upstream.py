@@ -11,9 +11,9 @@ import pytest
 import predictor.upstream
 
 MODULES = sorted(m.name for m in pkgutil.iter_modules(predictor.upstream.__path__))
-# The uvicorn and grpc seams rely on many details each: tests/test_upstream_shapes.py checks
-# them one test per detail instead of one check_upstream().
-CHECKED_BY_SHAPE_TESTS = {"uvicorn_protocol", "grpc_server"}
+# The uvicorn protocol relies on many details: tests/test_upstream_shapes.py checks them one
+# test per detail instead of one check_upstream().
+CHECKED_BY_SHAPE_TESTS = {"uvicorn_protocol"}
 
 
 def test_the_seam_holds_the_known_patches() -> None:
@@ -21,8 +21,8 @@ def test_the_seam_holds_the_known_patches() -> None:
         "kserve_dataplane",
         "kserve_grpc_servicer",
         "kserve_repository",
-        "kserve_rest_app",
-        "starlette_stack",
+        "prometheus_histogram",
+        "uvicorn_server",
         *CHECKED_BY_SHAPE_TESTS,
     } <= set(MODULES)
 

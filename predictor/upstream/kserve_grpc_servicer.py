@@ -1,10 +1,8 @@
 """kserve's gRPC servicer, honouring the served model version.
 
-kserve builds its servicer from `kserve.protocol.grpc.server.InferenceServicer` when the
-server starts, and offers no other way in: `serve_versions_over_grpc` replaces that name
-with a subclass, before `ModelServer.start`, so that ModelReady, ModelMetadata and
-ModelInfer answer the served version like the unversioned request and any other version
-NOT_FOUND naming both (predictor.versions).
+`versioned_servicer` subclasses `kserve.protocol.grpc.servicer.InferenceServicer` so that
+ModelReady, ModelMetadata and ModelInfer answer the served version like the unversioned
+request, and any other version NOT_FOUND naming both (predictor.versions).
 """
 
 from __future__ import annotations
@@ -13,9 +11,10 @@ import inspect
 from typing import Any
 
 from grpc_interceptor.exceptions import NotFound
+from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.servicer import InferenceServicer
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.versions import unserved
 
@@ -23,18 +22,21 @@ _PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
 
 
 def check_upstream() -> None:
-    """What this module relies on: the name kserve builds its servicer from, and the
-    servicer's async methods `(self, request, context)`."""
-    source = inspect.getsource(grpc_server)
-    assert "InferenceServicer(" in source, "kserve's gRPC server builds InferenceServicer"
+    """What this module relies on: `InferenceServicer(data_plane, model_repository_extension)`
+    and its async methods `(self, request, context)`."""
+    init = list(inspect.signature(InferenceServicer.__init__).parameters)
+    assert init[1:3] == ["data_plane", "model_repository_extension"], init
     for name in _PATCHED_METHODS:
         method = getattr(InferenceServicer, name)
         assert inspect.iscoroutinefunction(method), name
         assert list(inspect.signature(method).parameters) == ["self", "request", "context"], name
 
 
-def serve_versions_over_grpc(model_name: str, served: str) -> None:
-    """Have kserve's gRPC server honour versions in ModelReady, ModelMetadata, ModelInfer."""
+def versioned_servicer(
+    dataplane: DataPlane, repository: ModelRepositoryExtension, model_name: str, served: str
+) -> InferenceServicer:
+    """kserve's servicer for `dataplane`, honouring versions in ModelReady, ModelMetadata
+    and ModelInfer."""
 
     def check(name: str, asked: str) -> None:
         if asked and name == model_name and asked != served:
@@ -56,4 +58,4 @@ def serve_versions_over_grpc(model_name: str, served: str) -> None:
             check(request.model_name, request.model_version)
             return await super().ModelInfer(request, context)
 
-    grpc_server.InferenceServicer = VersionedServicer
+    return VersionedServicer(dataplane, repository)

@@ -1,9 +1,6 @@
-"""kserve's gRPC server, subclassed: an exclusive port, strict messages, true health, reflection.
+"""The gRPC server: built here on grpc.aio, with kserve's V2 servicer and protos.
 
-kserve's `GRPCServer.start` builds a grpc.aio server with nothing to change it by. This
-subclass builds the same server (kserve's servicer, its two interceptors, its message size
-options) with four differences:
-
+Compared with kserve's own `GRPCServer`:
 - the port is bound without `SO_REUSEPORT` (gRPC sets it by default): a second server on
   a taken port fails at start with one line, as uvicorn does for a taken HTTP port,
   instead of sharing the port and splitting traffic between two processes;
@@ -15,28 +12,26 @@ options) with four differences:
   (predictor.routes.health), so that they agree at every moment, an unload included;
 - server reflection (grpcio-reflection) is on unless turned off.
 
-`install` makes kserve's `ModelServer.start` build this server (kserve looks the class up
-by name in `kserve.model_server`, as predictor.upstream.kserve_grpc_servicer does for the servicer).
+predictor.server starts, supervises and stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent import futures
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
 import grpc
-import kserve.model_server
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 from grpc_interceptor.exceptions import InvalidArgument
 from grpc_reflection.v1alpha import reflection
 from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
 from predictor.routes.health import ModelPresence
@@ -50,51 +45,40 @@ class PortInUse(SystemExit):
     """The gRPC port is taken: the process exits 1, as uvicorn's does for its port."""
 
 
-class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
-    """See the module docstring; constructed by kserve with `GRPCServer`'s arguments."""
+@dataclass(frozen=True)
+class GrpcConfig:
+    """How the gRPC server is built (from predictor.settings)."""
 
-    def __init__(
-        self,
-        *args: Any,
-        health: GrpcHealth,
-        reflection_on: bool,
-        message_bounds: Mapping[str, int],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._health = health
-        self._reflection_on = reflection_on
-        # kserve hands over its own parse of sys.argv (`kwargs`); the settings' bounds win.
-        self._bounds = message_bounds
-        _refuse_taken(self._port)
+    port: int
+    max_threads: int
+    reflection: bool
+    max_send_message_length: int
+    max_receive_message_length: int
 
-    async def start(self, max_workers: int) -> None:
-        servicer = grpc_server.InferenceServicer(self._data_plane, self._model_repository_extension)
-        server = aio.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
-            options=[
-                ("grpc.max_send_message_length", self._bounds["grpc_max_send_message_length"]),
-                (
-                    "grpc.max_receive_message_length",
-                    self._bounds["grpc_max_receive_message_length"],
-                ),
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        server.add_generic_rpc_handlers((method_handlers(servicer, self._health),))
-        if self._reflection_on:
-            reflection.enable_server_reflection(
-                (SERVICE.full_name, reflection.SERVICE_NAME), server
-            )
-        try:
-            server.add_insecure_port(f"[::]:{self._port}")
-        except RuntimeError:  # taken since `_refuse_taken` looked
-            _port_in_use(self._port)
-        self._server = server
-        kserve_logger.info("Starting gRPC server on [::]:%d (%d workers)", self._port, max_workers)
-        await server.start()
-        await server.wait_for_termination()
+
+def build_grpc_server(config: GrpcConfig, servicer: Any, health: GrpcHealth) -> aio.Server:
+    """The server, its port bound (exits 1 if taken), not started."""
+    server = aio.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_threads),
+        interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+        options=[
+            ("grpc.max_send_message_length", config.max_send_message_length),
+            ("grpc.max_receive_message_length", config.max_receive_message_length),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    server.add_generic_rpc_handlers((method_handlers(servicer, health),))
+    if config.reflection:
+        reflection.enable_server_reflection((SERVICE.full_name, reflection.SERVICE_NAME), server)
+    _refuse_taken(config.port)
+    try:
+        server.add_insecure_port(f"[::]:{config.port}")
+    except RuntimeError:  # taken since `_refuse_taken` looked
+        _port_in_use(config.port)
+    kserve_logger.info(
+        "Starting gRPC server on [::]:%d (%d workers)", config.port, config.max_threads
+    )
+    return server
 
 
 def _refuse_taken(port: int) -> None:
@@ -165,19 +149,3 @@ async def _parsed(
         logger.warning("gRPC: %s", message, extra={"client_error": True})
         raise InvalidArgument(message) from None
     return await handle(request, context)
-
-
-def install(
-    presence: ModelPresence,
-    unloaded_liveness: float,
-    reflection_on: bool,
-    message_bounds: Mapping[str, int],
-) -> None:
-    """Have kserve's `ModelServer.start` build `PredictorGrpcServer`; `message_bounds`:
-    `grpc_max_send_message_length` and `grpc_max_receive_message_length`."""
-    kserve.model_server.GRPCServer = partial(
-        PredictorGrpcServer,
-        health=GrpcHealth(presence, unloaded_liveness),
-        reflection_on=reflection_on,
-        message_bounds=message_bounds,
-    )
