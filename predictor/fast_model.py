@@ -52,6 +52,8 @@ from typing import Any, Final, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from predictor.upstream.sklearn_hgb import hgb_trees
+
 __all__ = [
     "FORMAT_VERSION",
     "KIND_COMPILED_HGB",
@@ -177,8 +179,7 @@ class CompiledHGBRegressor:
         if reason is not None:
             raise ValueError(reason)
         assert isinstance(estimator, HistGradientBoostingRegressor)
-        trees = [iteration[0].nodes for iteration in estimator._predictors]
-        baseline = float(np.asarray(estimator._baseline_prediction, dtype=np.float64).ravel()[0])
+        trees, baseline = hgb_trees(estimator)
         n_features = int(estimator.n_features_in_)
         tables, max_leaves = _build_tables(trees, baseline, n_features)
         return cls(tables, n_trees=len(trees), max_leaves=max_leaves)

@@ -4,7 +4,6 @@ predictor.app adds), walked route by route."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
