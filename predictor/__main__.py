@@ -9,16 +9,16 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from predictor.artifact import ModelArtifactError
-from predictor.cache import TieredCache, build_cache
+from predictor.cache.redis_policy import model_seconds_per_row
+from predictor.cache.tiers import TieredCache, build_cache
 from predictor.memory import return_large_blocks
-from predictor.model_wait import wait_for_model_dir
-from predictor.redis_policy import model_seconds_per_row
+from predictor.model.artifact import ModelArtifactError
+from predictor.model.wait import wait_for_model_dir
 
 if TYPE_CHECKING:
     from kserve.model_repository import ModelRepository
 
-    from predictor.model import HousingModel
+    from predictor.model.housing import HousingModel
 
 HTTP_PORT: Final = 8080
 HTTPS_PORT: Final = 8443
@@ -40,11 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.protocol.dataplane import DataPlane
 
     from predictor import errors, logs
-    from predictor.app import create_app, served_extensions
-    from predictor.grpc_server import GrpcConfig, GrpcHealth, build_grpc_server
-    from predictor.kserve_app import kserve_app
-    from predictor.model import HousingModel
-    from predictor.routes.health import ModelPresence
+    from predictor.grpc.server import GrpcConfig, GrpcHealth, build_grpc_server
+    from predictor.model.housing import HousingModel
+    from predictor.model.presence import ModelPresence
+    from predictor.rest.app import create_app, served_extensions
+    from predictor.rest.kserve_app import kserve_app
     from predictor.server import Servers
     from predictor.upstream import kserve_dataplane
     from predictor.upstream.kserve_grpc_servicer import versioned_servicer
@@ -84,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     model.enable_latency_logging = settings.enable_latency_logging
     logger.info("Registering model: %s", model.name)
     dataplane = DataPlane(model_registry=registry)
-    repository = repository_extension(settings.enable_model_repository, registry, model)
+    repository = repository_extension(
+        settings.enable_model_repository, registry, model, (ModelArtifactError,)
+    )
     kserve_dataplane.list_versions(dataplane, model.name, model.version)
     kserve_dataplane.list_extensions(dataplane, served_extensions(settings.enable_model_repository))
     kserve = kserve_app(

@@ -11,8 +11,8 @@ status.
 
 from __future__ import annotations
 
-from predictor.answers import Answer, error_answer
 from predictor.metrics import INFLIGHT, REQUEST_SECONDS
+from predictor.rest.answers import Answer, error_answer
 from predictor.upstream.prometheus_histogram import FastObserver
 
 

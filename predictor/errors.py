@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from predictor.logs import log_client_error
 from predictor.upstream.kserve_repository import RepositoryDisabled
 
 logger: Final = logging.getLogger("kserve.predictor.errors")
@@ -64,11 +65,6 @@ _STATUS: Final[dict[type[Exception], int]] = {
     UnsupportedProtocol: HTTPStatus.NOT_IMPLEMENTED,
     RepositoryDisabled: HTTPStatus.FORBIDDEN,
 }
-
-
-def log_client_error(method: str, path: str, status: int, message: str) -> None:
-    """One short line; `client_error` lets predictor.logs rate-limit it."""
-    logger.warning("%s %s -> %d: %s", method, path, status, message, extra={"client_error": True})
 
 
 def _message(exc: BaseException) -> str:
@@ -128,4 +124,4 @@ HANDLERS: Final[dict[int | type[Exception], Handler]] = {
     ServerNotReady: server_not_ready_handler,
     Exception: generic_exception_handler,
 }
-"""Every error's handler, for the app predictor.kserve_app builds."""
+"""Every error's handler, for the app predictor.rest.kserve_app builds."""

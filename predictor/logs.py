@@ -198,3 +198,13 @@ def configure(
     # kserve's own endpoints use FastAPI's ORJSONResponse, which FastAPI now deprecates:
     # nothing an operator of this server can act on.
     warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+
+
+_client_errors: Final = logging.getLogger("kserve.predictor.errors")
+
+
+def log_client_error(method: str, path: str, status: int, message: str) -> None:
+    """One short line; `client_error` lets predictor.logs rate-limit it."""
+    _client_errors.warning(
+        "%s %s -> %d: %s", method, path, status, message, extra={"client_error": True}
+    )

@@ -6,7 +6,7 @@ import, as kserve creates its own request histograms) appear next to kserve's.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -104,3 +104,9 @@ SERVER_RESTARTS: Final = Counter(
     "Servers built again after ending by themselves (predictor.server), by server.",
     ["server"],
 )
+
+
+def count(counter: Any, n: int) -> None:
+    """Add `n` to a Prometheus counter; skipped for 0 (the hot path counts often)."""
+    if n:
+        counter.inc(n)

@@ -161,6 +161,6 @@ class Servers:
                 return None
             try:
                 return self._build_grpc()
-            except SystemExit:  # the port is still held (predictor.grpc_server.PortInUse)
+            except SystemExit:  # the port is still held (predictor.grpc.server.PortInUse)
                 logger.error("The gRPC port is still taken: trying again in %.1f s", pause)
         return None

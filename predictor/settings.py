@@ -26,7 +26,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic.config import JsonDict
@@ -37,10 +36,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from predictor.model_wait import ASYNC_MODE
-from predictor.sentinel_url import SENTINEL_SCHEME, parse_sentinel_url
+from predictor.cache.urls import check_redis_url
 
 ENV_PREFIX: Final = "HOUSING_"
+# KServe's MODEL_INIT_MODE for a model directory that appears after start-up.
+ASYNC_MODE: Final = "async"
 REDIS_URL_SCHEMES: Final = ("redis", "rediss")
 MIN_SIGNING_KEY_CHARS: Final = 16
 _MASK: Final = "***"
@@ -485,7 +485,7 @@ class KnownNames(PydanticBaseSettingsSource):
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """What the cache tiers take (predictor.cache.build_cache)."""
+    """What the cache tiers take (predictor.cache.tiers.build_cache)."""
 
     local_max_entries: int
     local_ttl_seconds: float
@@ -619,37 +619,3 @@ def _explain(error: Mapping[str, Any]) -> str:
     if _extra(name)["secret"]:
         return f"{where}: {message}"
     return f"{where}: {message}, got {error['input']!r}"
-
-
-# -- Redis URLs -----------------------------------------------------------------------------
-
-
-def masked_url(url: str) -> str:
-    """The URL with any password (userinfo or `?password=`) replaced by `***`, for logs."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostport = netloc.rpartition("@")
-        netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}"
-    query = [(k, _MASK if k == "password" else v) for k, v in parse_qsl(parts.query)]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
-
-
-def check_redis_url(url: str) -> None:
-    """ValueError for a malformed Redis URL, naming it without its password."""
-    if url.startswith(f"{SENTINEL_SCHEME}://"):
-        try:
-            parse_sentinel_url(url)
-        except ValueError as e:  # its messages never quote the URL
-            raise ValueError(f"{e}, got {masked_url(url)}") from None
-        return
-    try:
-        parts = urlsplit(url)
-        hostname, _ = parts.hostname, parts.port  # .port raises ValueError when malformed
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if parts.scheme not in REDIS_URL_SCHEMES or not hostname:
-        raise ValueError(
-            f"must be redis://HOST[:PORT][/DB], rediss://... or "
-            f"redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE[/DB], got {masked_url(url)}"
-        )

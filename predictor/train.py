@@ -28,9 +28,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from predictor import drift
-from predictor.artifact import save_artifact, short_version
-from predictor.schema import FEATURES
+from predictor.model import drift
+from predictor.model.artifact import save_artifact, short_version
+from predictor.protocol.schema import FEATURES
 
 SEED: Final = 42
 TEST_SIZE: Final = 0.2

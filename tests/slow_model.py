@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from predictor.artifact import save_artifact
-from predictor.schema import FEATURES
+from predictor.model.artifact import save_artifact
+from predictor.protocol.schema import FEATURES
 
 
 class SlowRegressor:

@@ -1,4 +1,4 @@
-"""Property-based API tests: schemathesis generates requests from `predictor.openapi`'s
+"""Property-based API tests: schemathesis generates requests from `predictor.rest.openapi`'s
 document and sends them to a real server.
 
 Positive mode: every schema-valid request must be answered 2xx. Negative mode: every
@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from harness.server import ServerProcess
-from predictor.openapi import openapi_document
+from predictor.rest.openapi import openapi_document
 
 DOCUMENT = openapi_document()
 MAX_EXAMPLES = 60

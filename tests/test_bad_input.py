@@ -22,7 +22,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 
 from harness.payloads import sample_row, sample_values
 from harness.server import ServerProcess
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness.payloads import sample_values
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 V2 = "/v2/models/housing/infer"
 ROW = sample_values()

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 from harness.cache_settings import cache_settings
 from harness.redis_server import RedisServer, running_redis
 from harness.server import start_server
-from predictor.redis_cache import RedisCache
+from predictor.cache.redis_tier import RedisCache
 from tests.delaying_proxy import delaying_proxy
 
 TIMEOUT = 0.05

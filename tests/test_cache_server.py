@@ -24,10 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from harness.payloads import distinct_rows
 from harness.redis_server import RedisServer, running_redis
 from harness.server import ServerProcess, spawn_server, start_server
-from predictor.artifact import METADATA_NAME, load_artifact, save_artifact
-from predictor.cache import cache_key
-from predictor.keys import canonical_rows, row_digests
-from predictor.schema import FEATURES
+from predictor.cache.keys import cache_key, canonical_rows, row_digests
+from predictor.model.artifact import METADATA_NAME, load_artifact, save_artifact
+from predictor.protocol.schema import FEATURES
 
 TIMEOUT_MS = 50
 # A bound on one request's wall time while Redis is dead or hung: the Redis timeout plus a

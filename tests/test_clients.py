@@ -27,7 +27,7 @@ from kserve.protocol.infer_type import InferInput, InferRequest
 from tritonclient.utils import InferenceServerException
 
 from harness.server import REPO, ServerProcess
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 MODEL = "housing"
 OUTPUT = "predict"

@@ -21,7 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 from harness.server import REPO
-from predictor.artifact import (
+from predictor.model.artifact import (
     COMPILED_NAME,
     METADATA_NAME,
     LoadPath,
@@ -30,7 +30,7 @@ from predictor.artifact import (
     save_artifact,
     sha256_file,
 )
-from predictor.fast_model import KIND_COMPILED_HGB, KIND_SKLEARN
+from predictor.model.compiled import KIND_COMPILED_HGB, KIND_SKLEARN
 from predictor.train import SEED, TEST_SIZE, load_statlib
 
 
@@ -71,8 +71,8 @@ def test_loading_the_served_model_imports_no_sklearn(model_dir: Path) -> None:
     script = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from predictor.cache import LocalCache\n"
-        "from predictor.model import HousingModel\n"
+        "from predictor.cache.tiers import LocalCache\n"
+        "from predictor.model.housing import HousingModel\n"
         "model = HousingModel('housing', Path(sys.argv[1]), LocalCache(10, 60), 10)\n"
         "assert model.load()\n"
         "print('sklearn' in sys.modules, 'joblib' in sys.modules)\n"
@@ -120,7 +120,7 @@ def test_unusable_tables_fall_back_to_the_estimator(
     elif damage == "unknown_kind":
         metadata["compiled"]["kind"] = "onnx"
     (directory / METADATA_NAME).write_text(json.dumps(metadata))
-    with caplog.at_level(logging.WARNING, logger="predictor.artifact"):
+    with caplog.at_level(logging.WARNING, logger="predictor.model.artifact"):
         served = load_serving_model(directory)
     assert served.path is LoadPath.COMPILED_AT_LOAD
     assert served.regressor.kind == KIND_COMPILED_HGB

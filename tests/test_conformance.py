@@ -23,7 +23,7 @@ import tritonclient.http as triton_http
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from harness.server import ServerProcess
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 from tests.test_bad_input import grpc_infer
 
 V1 = "/v1/models/housing:predict"

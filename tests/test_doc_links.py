@@ -15,8 +15,8 @@ import yaml
 
 from harness.payloads import sample_values
 from harness.server import REPO
-from predictor.artifact import VERSION_CHARS
-from predictor.keys import canonical_rows, row_digests
+from predictor.cache.keys import canonical_rows, row_digests
+from predictor.model.artifact import VERSION_CHARS
 
 LINK: Final = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE: Final = re.compile(r"^```.*?^```", re.M | re.S)

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.server import ServerProcess
-from predictor.drift import (
+from predictor.model.drift import (
     FLUSH_ROWS,
     HISTOGRAM_NAME,
     SHARE_NAME,
@@ -20,7 +20,7 @@ from predictor.drift import (
     FeatureHistogram,
     reference,
 )
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 from predictor.train import load_statlib
 
 

@@ -22,7 +22,7 @@ from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from harness.server import ServerProcess, start_server
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 from predictor.train import load_statlib
 from tests.test_drift_rules import write_rules
 from tests.test_prometheus import evaluate, prometheus_binary, start_prometheus

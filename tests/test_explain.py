@@ -25,9 +25,9 @@ from kserve.protocol.infer_type import InferInput, InferRequest, RequestedOutput
 
 from harness.redis_server import RedisServer
 from harness.server import REPO, ServerProcess, start_server
-from predictor.artifact import load_artifact
-from predictor.keys import canonical_rows, row_digests
-from predictor.schema import FEATURES
+from predictor.cache.keys import canonical_rows, row_digests
+from predictor.model.artifact import load_artifact
+from predictor.protocol.schema import FEATURES
 from predictor.train import load_statlib
 
 # Close to the float64 rounding of a sum of 400 trees' values: shap computes the same

@@ -16,8 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from predictor import fast_model
-from predictor.fast_model import (
+from predictor.model import compiled as fast_model
+from predictor.model.compiled import (
     FORMAT_VERSION,
     KIND_COMPILED_HGB,
     KIND_SKLEARN,

@@ -12,7 +12,7 @@ from kserve import InferenceGRPCClient
 from kserve.protocol.infer_type import InferInput, InferRequest, InferResponse
 
 from harness.server import ServerProcess
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 
 def grpc_infer(server: ServerProcess, matrix: np.ndarray, datatype: str) -> InferResponse:

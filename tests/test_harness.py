@@ -13,7 +13,7 @@ import pytest
 from harness.cpu import cheapest, measure_windows, tree_cpu_seconds
 from harness.payloads import SAMPLE_PATH, load_json, sample_row, sample_rows, sample_values
 from harness.pinning import CpuPlan, cpu_plan, pinned
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 AFFINITY = "import os; print(sorted(os.sched_getaffinity(0)))"
 

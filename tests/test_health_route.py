@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from predictor.routes import health
+from predictor.rest.routes import health
 
 
 def answer(method: str, ready: bool) -> tuple[int, dict[str, str], bytes]:

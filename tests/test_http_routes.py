@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 from tests.test_keys import client_side_query_key
 
 JSON = {"Content-Type": "application/json"}

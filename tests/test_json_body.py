@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.payloads import load_json
-from predictor.json_body import MAX_DEPTH, InvalidJson, loads_strict
+from predictor.protocol.json_body import MAX_DEPTH, InvalidJson, loads_strict
 
 
 @dataclass(frozen=True)

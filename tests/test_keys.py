@@ -11,12 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.payloads import load_json
-from predictor.keys import canonical_rows, query_key, row_digests
-from predictor.schema import FEATURES, InvalidRows, validate_objects
+from predictor.cache.keys import canonical_rows, query_key, row_digests
+from predictor.protocol.schema import FEATURES, InvalidRows, validate_objects
 
 
 def client_side_query_key(items: list[dict[str, Any]]) -> str:
-    """The recipe documented in docs/api.md and in predictor/keys.py."""
+    """The recipe documented in docs/api.md and in predictor/cache/keys.py."""
     canonical = [{f: float(item[f]) for f in FEATURES} for item in items]
     return hashlib.md5(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 V2 = "/v2/models/housing/infer"
 

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from predictor.cache import LocalCache, cache_key
+from predictor.cache.keys import cache_key
+from predictor.cache.tiers import LocalCache
 
 
 class Clock:

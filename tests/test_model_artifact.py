@@ -14,7 +14,7 @@ import pytest
 
 from harness.paths import REPO
 from harness.scripts import load_script
-from predictor.artifact import VERSION_CHARS, load_serving_model
+from predictor.model.artifact import VERSION_CHARS, load_serving_model
 
 model_artifact = load_script("model_artifact")
 
@@ -37,7 +37,7 @@ def test_archive_is_reproducible_and_unpacks_as_kserve_does(
 
 
 def test_archive_refuses_a_directory_the_server_would_refuse(tmp_path: Path) -> None:
-    from predictor.artifact import ModelArtifactError
+    from predictor.model.artifact import ModelArtifactError
 
     with pytest.raises(ModelArtifactError):
         model_artifact.write_archive(tmp_path, tmp_path / "out.tar.gz")
@@ -74,7 +74,7 @@ def test_untagged_images_are_tagged_with_the_model_version(name: str, expected: 
 
 
 def test_the_tag_is_the_version_the_server_reports() -> None:
-    from predictor.model import VERSION_CHARS as SERVED_CHARS
+    from predictor.model.housing import VERSION_CHARS as SERVED_CHARS
 
     assert VERSION_CHARS == SERVED_CHARS == 16
 

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from harness.server import spawn_server
-from predictor.model_wait import wait_for_model_dir
+from predictor.model.wait import wait_for_model_dir
 
 ASYNC = {"MODEL_INIT_MODE": "async", "REDIS_URL": ""}
 

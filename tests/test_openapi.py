@@ -19,14 +19,14 @@ from openapi_spec_validator import validate
 from starlette.applications import Starlette
 
 from harness.payloads import sample_row
-from predictor.openapi import OPENAPI_PATH, openapi_document, openapi_route
-from predictor.schema import (
+from predictor.protocol.schema import (
     FEATURES,
     HousingFeatures,
     InvalidRows,
     validate_arrays,
     validate_objects,
 )
+from predictor.rest.openapi import OPENAPI_PATH, openapi_document, openapi_route
 
 DOCUMENT = openapi_document()
 V2_INFER = "/v2/models/housing/infer"

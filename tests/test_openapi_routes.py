@@ -1,6 +1,6 @@
 """The OpenAPI document covers every REST route the server has: the project's own
-(predictor.app) and kserve's app as the server builds it (its routes, plus what
-predictor.app adds), walked route by route."""
+(predictor.rest.app) and kserve's app as the server builds it (its routes, plus what
+predictor.rest.app adds), walked route by route."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from predictor.cache import LocalCache
-from predictor.openapi import openapi_document
+from predictor.cache.tiers import LocalCache
+from predictor.rest.openapi import openapi_document
 
 MODEL = "housing"
 
@@ -31,10 +31,10 @@ def server_route_table() -> set[tuple[str, str]]:
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-    from predictor.app import create_app
-    from predictor.kserve_app import kserve_app
-    from predictor.model import HousingModel
-    from predictor.routes.health import ModelPresence
+    from predictor.model.housing import HousingModel
+    from predictor.model.presence import ModelPresence
+    from predictor.rest.app import create_app
+    from predictor.rest.kserve_app import kserve_app
     from predictor.settings import parse_settings
 
     registry = ModelRepository()

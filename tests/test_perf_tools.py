@@ -20,7 +20,7 @@ from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
 from perf.loadgen import K6_SCRIPT, WrkResult, k6_executable
 from perf.sweep import CACHE_RATES, search_max_rate
-from predictor.schema import validate_instances, validate_objects
+from predictor.protocol.schema import validate_instances, validate_objects
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -19,11 +19,11 @@ from prometheus_client import REGISTRY
 
 from harness.cache_settings import cache_settings
 from harness.redis_server import RedisServer, running_redis
-from predictor.breaker import BreakerState, CircuitBreaker
-from predictor.cache import LocalCache, TieredCache
-from predictor.redis_cache import WRITE_DELAY_SECONDS, RedisCache
-from predictor.redis_policy import consult_redis
-from predictor.settings import masked_url
+from predictor.cache.breaker import BreakerState, CircuitBreaker
+from predictor.cache.redis_policy import consult_redis
+from predictor.cache.redis_tier import WRITE_DELAY_SECONDS, RedisCache
+from predictor.cache.tiers import LocalCache, TieredCache
+from predictor.cache.urls import masked_url
 from tests.delaying_proxy import delaying_proxy
 
 TIMEOUT = 0.05
@@ -468,7 +468,7 @@ def test_wrong_password_starts_open_and_never_shows_the_password(
             await cache.close()
             return cache
 
-        with caplog.at_level(logging.INFO, logger="kserve.predictor.redis_cache"):
+        with caplog.at_level(logging.INFO, logger="kserve.predictor.cache.redis_tier"):
             cache = asyncio.run(scenario())
     assert f"127.0.0.1:{server.port}" in caplog.text
     assert "unavailable" in caplog.text

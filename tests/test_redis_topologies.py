@@ -23,10 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.server import ServerProcess, start_server
-from predictor.artifact import METADATA_NAME
-from predictor.cache import cache_key
-from predictor.keys import canonical_rows, row_digests
-from predictor.schema import FEATURES
+from predictor.cache.keys import cache_key, canonical_rows, row_digests
+from predictor.model.artifact import METADATA_NAME
+from predictor.protocol.schema import FEATURES
 from tests.redis_topologies import (
     CLUSTER_NODE_TIMEOUT_MS,
     SENTINEL_DOWN_AFTER_MS,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.payloads import load_json
-from predictor.schema import (
+from predictor.protocol.schema import (
     FEATURES,
     PYTHON_CHECK_MAX_ROWS,
     InvalidRows,
@@ -180,7 +180,7 @@ def test_few_rows_and_many_rows_apply_the_same_bounds(rows: list[list[float]]) -
 
 def test_valid_objects_read_without_pydantic_match_the_schema() -> None:
     """The fast path of `validate_objects` gives what `HousingFeatures` gives, -0.0 as 0.0."""
-    from predictor.schema import HousingFeatures
+    from predictor.protocol.schema import HousingFeatures
 
     items = [
         {"MedInc": 8.3252, "HouseAge": 42, "AveRooms": 6.98, "AveBedrms": 1.02,

@@ -23,7 +23,7 @@ from kserve import InferInput, InferRequest
 from harness.payloads import sample_row, sample_rows
 from harness.scripts import load_script
 from harness.server import REPO, free_port, spawn_server, start_server
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 from predictor.settings import (
     GROUPS,
     KSERVE_HTTP_PORT,

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from predictor.cache import LocalCache
-from predictor.model import BatchResult, Decoded, HousingModel, Route
-from predictor.schema import validate_objects
+from predictor.cache.tiers import LocalCache
+from predictor.model.housing import BatchResult, Decoded, HousingModel, Route
+from predictor.protocol.schema import validate_objects
 
 ROWS = [
     {"MedInc": 3.5 + i / 8, "HouseAge": 20.0, "AveRooms": 5.0, "AveBedrms": 1.0,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from predictor.single_flight import SingleFlight
+from predictor.cache.single_flight import SingleFlight
 
 
 class Computer:

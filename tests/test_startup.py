@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.server import spawn_server
-from predictor.artifact import ModelArtifactError, load_artifact, load_serving_model
-from predictor.cache import LocalCache
-from predictor.model import HousingModel
+from predictor.cache.tiers import LocalCache
+from predictor.model.artifact import ModelArtifactError, load_artifact, load_serving_model
+from predictor.model.housing import HousingModel
 
 
 def copy_model(model_dir: Path, target: Path) -> Path:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from harness.server import REPO
-from predictor.artifact import load_artifact, sha256_file
-from predictor.schema import FEATURES
+from predictor.model.artifact import load_artifact, sha256_file
+from predictor.protocol.schema import FEATURES
 from predictor.train import load_statlib, train
 
 

@@ -1,4 +1,4 @@
-"""What predictor/upstream/uvicorn_protocol.py and predictor/grpc_server.py rely on in uvicorn,
+"""What predictor/upstream/uvicorn_protocol.py and predictor/grpc/server.py rely on in uvicorn,
 httptools and kserve's V2 protos: each test fails, naming what changed, when an upgrade moves it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from uvicorn.protocols.http import flow_control, httptools_impl
 
-from predictor.grpc_server import SERVICE
+from predictor.grpc.server import SERVICE
 
 
 def source(obj: object) -> str:

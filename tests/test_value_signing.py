@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from predictor.value_signing import ValueCodec
+from predictor.cache.signing import ValueCodec
 
 KEY = b"0123456789abcdef0123456789abcdef"
 ROW_KEY = "housing:1f486214b83803a6:108adb2ee6969b30d33760c5452348a9"

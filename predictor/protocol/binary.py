@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from predictor.json_body import InvalidJson, loads_strict
+from predictor.protocol.json_body import InvalidJson, loads_strict
 
 INFERENCE_HEADER: Final = b"inference-header-content-length"
 BINARY_SIZE: Final = "binary_data_size"

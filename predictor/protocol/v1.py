@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from predictor.schema import FEATURES, request_error, validate_arrays, validate_instances
+from predictor.protocol.schema import FEATURES, request_error, validate_arrays, validate_instances
 
 OUTLINE: Final = 'expected a JSON object {"instances": [...]} or {"inputs": [...]}'
 

@@ -29,14 +29,20 @@ import numpy as np
 import orjson
 from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 
-from predictor.json_body import InvalidJson, loads_strict
 from predictor.protocol.binary import (
     BadBinaryBody,
     extension_problem,
     sent_in_binary,
     split_binary,
 )
-from predictor.schema import FEATURES, N_FEATURES, InvalidRows, request_error, validate_matrix
+from predictor.protocol.json_body import InvalidJson, loads_strict
+from predictor.protocol.schema import (
+    FEATURES,
+    N_FEATURES,
+    InvalidRows,
+    request_error,
+    validate_matrix,
+)
 
 INPUT_NAME: Final = "input-0"
 OUTPUT_NAME: Final = "predict"
@@ -53,7 +59,6 @@ DATATYPES: Final[dict[str, np.dtype[Any]]] = {**FLOAT_TYPES, **INT_TYPES}
 _DATATYPE_NAMES: Final = "INT8..INT64, UINT8..UINT64, FP32 or FP64"
 _FEATURE_SET: Final = frozenset(FEATURES)
 BINARY_CONTENT_TYPE: Final = b"application/octet-stream"
-INFERENCE_HEADER_NAME: Final = b"inference-header-content-length"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 `versioned_servicer` subclasses `kserve.protocol.grpc.servicer.InferenceServicer` so that
 ModelReady, ModelMetadata and ModelInfer answer the served version like the unversioned
-request, and any other version NOT_FOUND naming both (predictor.versions).
+request, and any other version NOT_FOUND naming both (predictor.model.versions).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from predictor.versions import unserved
+from predictor.model.versions import unserved
 
 _PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
 

@@ -10,15 +10,12 @@ loads the model again from its directory (kserve's own does nothing for a custom
 from __future__ import annotations
 
 import inspect
-from typing import Final
+from typing import Final, Protocol
 
 from grpc_interceptor.exceptions import PermissionDenied
 from kserve.errors import ModelNotFound, ModelNotReady
 from kserve.model_repository import ModelRepository
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-
-from predictor.artifact import ModelArtifactError
-from predictor.model import HousingModel
 
 DISABLED_MESSAGE: Final = (
     "the model repository API is disabled; start the server with "
@@ -55,25 +52,46 @@ class DisabledRepository(ModelRepositoryExtension):  # type: ignore[misc]
         raise RepositoryDisabled
 
 
-class ReloadingRepository(ModelRepositoryExtension):  # type: ignore[misc]
-    """kserve's extension, except that `load` reads our model's directory again."""
+class Reloadable(Protocol):
+    """The served model, as the repository extension needs it."""
 
-    def __init__(self, model_registry: ModelRepository, model: HousingModel) -> None:
+    @property
+    def name(self) -> str: ...
+
+    def load(self) -> bool: ...
+
+
+class ReloadingRepository(ModelRepositoryExtension):  # type: ignore[misc]
+    """kserve's extension, except that `load` reads our model's directory again;
+    `load_errors`: what that load raises for a directory it cannot use."""
+
+    def __init__(
+        self,
+        model_registry: ModelRepository,
+        model: Reloadable,
+        load_errors: tuple[type[Exception], ...],
+    ) -> None:
         super().__init__(model_registry=model_registry)
         self._registry = model_registry
         self._model = model
+        self._load_errors = load_errors
 
     async def load(self, model_name: str) -> None:
         if model_name != self._model.name:
             raise ModelNotFound(model_name)
         try:
             self._model.load()
-        except ModelArtifactError as e:
+        except self._load_errors as e:
             raise ModelNotReady(model_name, str(e)) from e
         self._registry.update(self._model)
 
 
 def repository_extension(
-    enabled: bool, registry: ModelRepository, model: HousingModel
+    enabled: bool,
+    registry: ModelRepository,
+    model: Reloadable,
+    load_errors: tuple[type[Exception], ...],
 ) -> ModelRepositoryExtension:
-    return ReloadingRepository(registry, model) if enabled else DisabledRepository(registry)
+    if enabled:
+        return ReloadingRepository(registry, model, load_errors)
+    return DisabledRepository(registry)

@@ -2,7 +2,7 @@
 
 scikit-learn keeps a fitted model's trees in `_predictors` (one list of `TreePredictor`
 per iteration, whose `nodes` is a structured array) and its starting value in
-`_baseline_prediction`; neither is public. predictor.fast_model compiles them into its
+`_baseline_prediction`; neither is public. predictor.model.compiled compiles them into its
 own tables; this is the one place that reads them.
 """
 

@@ -33,8 +33,8 @@ import yaml
 
 from harness.payloads import sample_rows
 from harness.server import REPO, free_port
-from predictor.artifact import load_serving_model, short_version
-from predictor.schema import FEATURES
+from predictor.model.artifact import load_serving_model, short_version
+from predictor.protocol.schema import FEATURES
 
 DOCKER: Final = os.environ.get("DOCKER", "/usr/bin/docker")
 SERVER_IMAGE: Final = os.environ.get("HOUSING_SERVER_IMAGE", "")

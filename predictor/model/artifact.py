@@ -5,7 +5,7 @@ metadata, so a directory whose metadata describes another artifact fails loudly 
 serving (and caching under) the wrong version.
 
 `compiled.npz` holds the compiled lookup tables of a HistGradientBoosting model (see
-`predictor.fast_model`), checked against scikit-learn when it was written at training time;
+`predictor.model.compiled`), checked against scikit-learn when it was written at training time;
 the metadata records its sha256. `load_serving_model` serves from those tables without
 importing scikit-learn or unpickling the estimator: that import and unpickling are most of
 a cold start (Knative scales from zero), and a request never needs them. If the tables are
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from predictor.fast_model import (
+from predictor.model.compiled import (
     KIND_COMPILED_HGB,
     CompiledHGBRegressor,
     Regressor,
     compile_regressor,
 )
-from predictor.schema import FEATURES, N_FEATURES
+from predictor.protocol.schema import FEATURES, N_FEATURES
 
 ARTIFACT_NAME: Final = "model.joblib"
 COMPILED_NAME: Final = "compiled.npz"

@@ -15,16 +15,14 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Final
 
 import orjson
-from kserve.model_repository import ModelRepository
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from predictor.answers import Answer, error_answer, send_answer
-from predictor.model import HousingModel
+from predictor.model.housing import HousingModel
+from predictor.model.presence import ModelPresence
+from predictor.rest.answers import Answer, error_answer, send_answer
 
 PATH: Final = "/health"
 LIVENESS_PATHS: Final = ("/", "/v2/health/live")
@@ -54,32 +52,6 @@ def route(model: HousingModel) -> ASGIApp:
         await answer(scope, send, model.ready)
 
     return health
-
-
-class ModelPresence:
-    """Whether the model is registered and ready, and since when it has not been."""
-
-    def __init__(
-        self,
-        model: HousingModel,
-        registry: ModelRepository,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._model = model
-        self._registry = registry
-        self._clock = clock
-        self._gone_since: float | None = None
-
-    def gone_for(self) -> float | None:
-        """Seconds since the model was first seen missing; None while it is there."""
-        model = self._model
-        if model.ready and self._registry.get_model(model.name) is model:
-            self._gone_since = None
-            return None
-        now = self._clock()
-        if self._gone_since is None:
-            self._gone_since = now
-        return now - self._gone_since
 
 
 class TruthfulHealth:

@@ -7,18 +7,18 @@ import numpy as np
 from starlette.types import Scope
 
 from predictor.admission import Admission
-from predictor.answers import Answer, error_answer
-from predictor.bodies import header
-from predictor.explain import NotExplainable
-from predictor.model import Decoded, HousingModel, Route
+from predictor.model.explain import NotExplainable
+from predictor.model.housing import Decoded, HousingModel, Route
 from predictor.protocol import v2
-from predictor.routes.inference import (
+from predictor.protocol.schema import InvalidRows
+from predictor.rest.answers import Answer, error_answer
+from predictor.rest.bodies import header
+from predictor.rest.routes.inference import (
     INFERENCE_HEADER,
     InferenceRoute,
     decode_body,
     prediction_headers,
 )
-from predictor.schema import InvalidRows
 
 
 def path(model_name: str) -> str:

@@ -26,8 +26,15 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from predictor.admission import Admission
-from predictor.answers import Answer, error_answer, send_answer
-from predictor.bodies import (
+from predictor.cache.tiers import LRU
+from predictor.logs import REQUEST_ID, log_client_error
+from predictor.metrics import CACHE_HITS
+from predictor.model.explain import NotExplainable
+from predictor.model.housing import Decoded, HousingModel, Route
+from predictor.protocol.json_body import InvalidJson
+from predictor.protocol.schema import InvalidRows
+from predictor.rest.answers import Answer, error_answer, send_answer
+from predictor.rest.bodies import (
     NOT_JSON,
     BodyTooLarge,
     ClientGone,
@@ -36,21 +43,13 @@ from predictor.bodies import (
     off_loop,
     read_body,
 )
-from predictor.cache import LRU
-from predictor.errors import log_client_error
-from predictor.explain import NotExplainable
-from predictor.json_body import InvalidJson
-from predictor.logs import REQUEST_ID
-from predictor.metrics import CACHE_HITS
-from predictor.model import Decoded, HousingModel, Route
-from predictor.schema import InvalidRows
 
 # Bodies up to this size (a few dozen rows) are remembered whole by the response memo.
 MEMO_MAX_BODY_BYTES: Final = 4096
 INFERENCE_HEADER: Final = b"inference-header-content-length"
 POST_ONLY: Final = [(b"allow", b"POST")]
 
-logger: Final = logging.getLogger("kserve.predictor.routes")
+logger: Final = logging.getLogger("kserve.predictor.rest.routes")
 T = TypeVar("T")
 
 
@@ -80,7 +79,7 @@ async def decode_body(
     decode: Callable[[bytes, Any], T], body: bytes, argument: Any, offload_body_bytes: int
 ) -> T:
     """`decode(body, argument)`: on the event loop, or in the large-body pool for bodies
-    above `offload_body_bytes` (predictor.bodies)."""
+    above `offload_body_bytes` (predictor.rest.bodies)."""
     if len(body) <= offload_body_bytes:
         return decode(body, argument)
     return await off_loop(decode, body, argument)

@@ -3,7 +3,7 @@
 A cache maps a row key (`<prefix>:<model version>:<row md5>`) to the model's prediction
 for that row. `lookup` answers a whole batch at once, `None` for each miss, so a batch can
 hit in part. `TieredCache` puts the in-process `LocalCache` in front of the shared
-`RedisCache` (predictor/redis_cache.py) when a Redis URL is configured; without one (`make
+`RedisCache` (predictor/cache/redis_tier.py) when a Redis URL is configured; without one (`make
 serve`) it is the in-process tier alone.
 """
 
@@ -12,14 +12,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
-from predictor.metrics import CACHE_HITS, CACHE_MISSES
-from predictor.redis_policy import ALWAYS, NEVER, consult_redis
+from predictor.cache.redis_policy import ALWAYS, NEVER, consult_redis
+from predictor.metrics import CACHE_HITS, CACHE_MISSES, count
 from predictor.settings import CacheSettings
 
 if TYPE_CHECKING:
-    from predictor.redis_cache import RedisCache
+    from predictor.cache.redis_tier import RedisCache
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -48,17 +48,6 @@ class PredictionCache(Protocol):
     async def close(self) -> None:
         """Release connections and background tasks."""
         ...
-
-
-def count(counter: Any, n: int) -> None:
-    """Add `n` to a Prometheus counter; skipped for 0 (the hot path counts often)."""
-    if n:
-        counter.inc(n)
-
-
-def cache_key(prefix: str, model_version: str, row_digest: str) -> str:
-    """One entry per row and model version, so a new model never reads an old one's answers."""
-    return f"{prefix}:{model_version}:{row_digest}"
 
 
 class LRU(Generic[K, V]):
@@ -201,7 +190,7 @@ def build_cache(settings: CacheSettings) -> TieredCache:
     if settings.redis_url is None or settings.redis_policy == NEVER:
         return TieredCache(local)
     # Imported here: redis-py costs start-up time that a server without Redis never repays.
-    from predictor.redis_cache import RedisCache
+    from predictor.cache.redis_tier import RedisCache
 
     remote = RedisCache(settings)
     return TieredCache(local, remote, settings.redis_policy)

@@ -31,8 +31,8 @@ from timing_asgi import TimingMiddleware
 from timing_asgi.integrations import StarletteScopeToName
 
 from predictor import errors
-from predictor.openapi import openapi_route
-from predictor.routes.docs import docs_routes
+from predictor.rest.openapi import openapi_route
+from predictor.rest.routes.docs import docs_routes
 
 
 def kserve_app(

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from predictor.schema import FEATURES, N_FEATURES, HousingFeatures
+from predictor.protocol.schema import FEATURES, N_FEATURES, HousingFeatures
 
 OPENAPI_PATH: Final = "/openapi/housing.json"
 _JSON: Final = "application/json"

@@ -3,8 +3,8 @@
 Served here, in plain ASGI, without FastAPI's routing, dependencies or pydantic:
 - inference: legacy `POST /predict` and `POST /explain`, V1
   `POST /v1/models/{name}:predict` and `:explain`, V2
-  `POST /v2/models/{name}[/versions/{version}]/infer` (predictor.routes.*);
-- `GET /health` and the truth about readiness and liveness (predictor.routes.health);
+  `POST /v2/models/{name}[/versions/{version}]/infer` (predictor.rest.routes.*);
+- `GET /health` and the truth about readiness and liveness (predictor.rest.routes.health);
 - versioned V2 routes of the served version, as the unversioned ones; any other version,
   or any other model's versioned route, is a 404 (kserve answers them 501);
 - HEAD on every GET route, answered like GET without the body (FastAPI's routes 405);
@@ -21,12 +21,13 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.admission import Admission
-from predictor.answers import error_answer, send_answer
-from predictor.model import HousingModel
-from predictor.routes import health, legacy, v1, v2
-from predictor.routes.inference import response_memo
+from predictor.model.housing import HousingModel
+from predictor.model.presence import ModelPresence
+from predictor.model.versions import UnservedVersion, unversioned_path
+from predictor.rest.answers import error_answer, send_answer
+from predictor.rest.routes import health, legacy, v1, v2
+from predictor.rest.routes.inference import response_memo
 from predictor.settings import Settings
-from predictor.versions import UnservedVersion, unversioned_path
 
 BINARY_EXTENSION: Final = "binary_tensor_data"
 REPOSITORY_EXTENSION: Final = "model_repository_extension"
@@ -38,7 +39,7 @@ def served_extensions(model_repository: bool) -> list[str]:
 
 
 def create_app(
-    settings: Settings, model: HousingModel, kserve: ASGIApp, presence: health.ModelPresence
+    settings: Settings, model: HousingModel, kserve: ASGIApp, presence: ModelPresence
 ) -> PredictorApp:
     """The app uvicorn serves: the project's routes in front of kserve's app."""
     admission = Admission(settings.max_inflight)

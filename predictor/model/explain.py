@@ -22,8 +22,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from predictor.cache import PredictionCache, cache_key
-from predictor.schema import FEATURES, N_FEATURES
+from predictor.cache.keys import cache_key
+from predictor.cache.tiers import PredictionCache
+from predictor.protocol.schema import FEATURES, N_FEATURES
 
 # Estimators (the `estimator` of metadata.json) whose explanations are exact TreeSHAP.
 EXPLAINABLE: Final = ("hgb",)

@@ -7,7 +7,7 @@ coroutine per read. Redis answers the commands of one connection in order, so on
 connection carries every batch of the process, each waiting only for its own replies; a
 batch whose caller gave up (its deadline passed) keeps its place and its late replies are
 dropped when they come. Used for a standalone Redis and for a Sentinel-managed master
-(predictor.redis_backends); a Redis Cluster goes through redis-py instead.
+(predictor.cache.redis_backends); a Redis Cluster goes through redis-py instead.
 """
 
 from __future__ import annotations

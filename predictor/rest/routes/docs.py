@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from predictor.openapi import OPENAPI_PATH
+from predictor.rest.openapi import OPENAPI_PATH
 
 PATH: Final = "/docs"
 ASSETS_PATH: Final = f"{PATH}/assets"

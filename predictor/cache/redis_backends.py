@@ -2,11 +2,11 @@
 
 Each backend does one thing: `send` one batch (the lookups and the writes the cache
 gathered in one event-loop tick) and hand back a future of its replies, the lookups'
-values first. It bounds nothing itself: the caller (predictor.redis_cache) puts a deadline
+values first. It bounds nothing itself: the caller (predictor.cache.redis_tier) puts a deadline
 on the future and cancels it.
 
 - `DirectBackend` (a `redis://` / `rediss://` URL, or `redis+sentinel://`) sends each batch
-  as one write on one pipelined connection (predictor.resp_connection): no task, no pool
+  as one write on one pipelined connection (predictor.cache.resp_connection): no task, no pool
   checkout, no stream reader per batch. With Sentinel, each (re)connection first asks the
   sentinels where the master is (redis-py's `Sentinel.discover_master`); a failover closes
   or refuses the old master's connection, and the next batch connects to the new one.
@@ -28,8 +28,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from predictor.resp_connection import RespConnection, open_connection, pack
-from predictor.sentinel_url import SENTINEL_SCHEME, parse_sentinel_url
+from predictor.cache.resp_connection import RespConnection, open_connection, pack
+from predictor.cache.sentinel_url import SENTINEL_SCHEME, parse_sentinel_url
 
 Write = tuple[str, bytes, int]
 """One write: key, encoded value, TTL in milliseconds."""

@@ -14,9 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
-from predictor.artifact import METADATA_NAME
+from predictor.model.artifact import METADATA_NAME
 
-ASYNC_MODE: Final = "async"
 POLL_SECONDS: Final = 0.05
 
 

@@ -24,7 +24,7 @@ from typing import Final
 
 import numpy as np
 
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 _ROW_TEMPLATE: Final = "{" + ",".join(f'"{name}":%r' for name in FEATURES) + "}"
 
@@ -43,3 +43,8 @@ def query_key(canonical: Sequence[str]) -> str:
     """md5 hex digest of the whole request's canonical form (the legacy `query_key`)."""
     text = "[" + ",".join(canonical) + "]"
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def cache_key(prefix: str, model_version: str, row_digest: str) -> str:
+    """One entry per row and model version, so a new model never reads an old one's answers."""
+    return f"{prefix}:{model_version}:{row_digest}"

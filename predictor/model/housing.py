@@ -24,22 +24,23 @@ from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.artifact import load_artifact, load_serving_model
-from predictor.cache import PredictionCache, cache_key, count
-from predictor.drift import DriftReference, Exported, FeatureHistogram
-from predictor.explain import Explainer, ExplainerLoader, Explanations, TreeShap
-from predictor.fast_model import KIND_COMPILED_HGB, Regressor
-from predictor.keys import canonical_rows, query_key, row_digests
+from predictor.cache.keys import cache_key, canonical_rows, row_digests
+from predictor.cache.single_flight import SingleFlight
+from predictor.cache.tiers import PredictionCache
 from predictor.metrics import (
     CACHE_MISSES,
     MODEL_SECONDS,
     REQUEST_SECONDS,
     ROWS_COALESCED,
     ROWS_PREDICTED,
+    count,
 )
-from predictor.protocol import v1, v2
-from predictor.schema import FEATURES, N_FEATURES, InvalidRows
-from predictor.single_flight import SingleFlight
+from predictor.model.artifact import load_artifact, load_serving_model
+from predictor.model.compiled import KIND_COMPILED_HGB, Regressor
+from predictor.model.drift import DriftReference, Exported, FeatureHistogram
+from predictor.model.explain import Explainer, ExplainerLoader, Explanations, TreeShap
+from predictor.protocol import legacy, v1, v2
+from predictor.protocol.schema import N_FEATURES, InvalidRows
 from predictor.upstream.prometheus_histogram import FastObserver
 
 # Up to this many uncached rows the compiled model runs on the event loop: it costs
@@ -250,7 +251,7 @@ class HousingModel(Model):  # type: ignore[misc]
         entirely from it (the common case under repeated traffic) ends there. Misses go to
         the model directly when nothing on the way can suspend (in-process cache, model on
         the event loop: no other request can run in between); otherwise through single
-        flight (predictor.single_flight), so concurrent identical misses look up the shared
+        flight (predictor.cache.single_flight), so concurrent identical misses look up the shared
         tier and run the model once.
         """
         keys = payload.keys
@@ -356,15 +357,10 @@ class HousingModel(Model):  # type: ignore[misc]
         explained = result.explanations
         route = request.route
         if route is Route.LEGACY:
-            answer: dict[str, Any] = {
-                "query_key": query_key(result.batch.canonical),
-                "inputs": [dict(zip(FEATURES, row, strict=True)) for row in request.rows.tolist()],
-                "prediction": predictions.tolist(),
-            }
-            if explained is not None:
-                answer["base_value"] = explained.base_value
-                answer["contributions"] = explained.by_feature()
-            return answer
+            by_feature = (
+                None if explained is None else (explained.base_value, explained.by_feature())
+            )
+            return legacy.answer(result.batch.canonical, request.rows, predictions, by_feature)
         if route is Route.V1:
             if explained is None:
                 return {"predictions": predictions.tolist()}

@@ -9,7 +9,7 @@ Compared with kserve's own `GRPCServer`:
   deserializer failed the call as `UNKNOWN` with an internal class name and logged an
   ERROR traceback per call);
 - `ServerReady` and `ServerLive` answer as REST readiness and liveness do
-  (predictor.routes.health), so that they agree at every moment, an unload included;
+  (predictor.rest.routes.health), so that they agree at every moment, an unload included;
 - server reflection (grpcio-reflection) is on unless turned off.
 
 predictor.server starts, supervises and stops it.
@@ -34,7 +34,7 @@ from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
-from predictor.routes.health import ModelPresence
+from predictor.model.presence import ModelPresence
 
 logger: Final = logging.getLogger("kserve.predictor.grpc")
 
@@ -105,7 +105,7 @@ def _port_in_use(port: int) -> None:
 
 
 class GrpcHealth:
-    """`ServerReady` and `ServerLive` from the same truth as REST's (predictor.routes.health)."""
+    """`ServerReady` and `ServerLive` from the same truth as REST's readiness and liveness."""
 
     def __init__(self, presence: ModelPresence, unloaded_liveness: float) -> None:
         self._presence = presence

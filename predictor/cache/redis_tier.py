@@ -7,7 +7,7 @@ lookup gets its slice of the answer. Under load one round trip, one task, one de
 and one histogram observation serve many requests; alone, a request costs one of each for
 its lookup and one for its write (which it does not wait for).
 
-It fails open. Each exchange has one deadline (predictor.redis_deadline: it blames Redis,
+It fails open. Each exchange has one deadline (predictor.cache.redis_deadline: it blames Redis,
 not a busy event loop) and is never retried; any failure answers "miss" to its lookups and
 drops its writes, and counts once against the circuit breaker, which then skips Redis for
 a cool-down, so a dead or hung Redis costs a few requests one timeout each, not every
@@ -32,7 +32,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from predictor.breaker import BreakerState, CircuitBreaker, Ticket
+from predictor.cache.breaker import BreakerState, CircuitBreaker, Ticket
+from predictor.cache.redis_backends import RedisBackend, Write, connect
+from predictor.cache.redis_deadline import RedisDeadline
+from predictor.cache.signing import ValueCodec
+from predictor.cache.urls import masked_url
 from predictor.metrics import (
     REDIS_BREAKER_CHANGES,
     REDIS_BREAKER_STATE,
@@ -40,10 +44,7 @@ from predictor.metrics import (
     REDIS_SECONDS,
     REDIS_SKIPPED,
 )
-from predictor.redis_backends import RedisBackend, Write, connect
-from predictor.redis_deadline import RedisDeadline
-from predictor.settings import CacheSettings, masked_url
-from predictor.value_signing import ValueCodec
+from predictor.settings import CacheSettings
 
 # A child of kserve's logger, so it shares kserve's handlers and format, without importing
 # kserve (whose import parses sys.argv).

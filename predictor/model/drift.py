@@ -33,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import REGISTRY, Collector
 from prometheus_client.utils import floatToGoString
 
-from predictor.schema import FEATURES, N_FEATURES
+from predictor.protocol.schema import FEATURES, N_FEATURES
 
 METADATA_KEY: Final = "drift"
 QUANTILES: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

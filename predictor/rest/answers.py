@@ -48,7 +48,3 @@ async def send_answer(send: Send, answer: Answer, head: bool = False) -> None:
     ]
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def send_json(send: Send, status: int, content: Any, headers: Headers | None = None) -> None:
-    await send_answer(send, json_answer(status, content, headers))

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from predictor.admission import Admission
-from predictor.answers import Answer, error_answer
-from predictor.json_body import loads_strict
-from predictor.model import HousingModel, Route
+from predictor.model.housing import HousingModel, Route
 from predictor.protocol import v1
-from predictor.routes.inference import InferenceRoute, Memo, rows_handler
-from predictor.schema import InvalidRows
+from predictor.protocol.json_body import loads_strict
+from predictor.protocol.schema import InvalidRows
+from predictor.rest.answers import Answer, error_answer
+from predictor.rest.routes.inference import InferenceRoute, Memo, rows_handler
 
 
 def path(model_name: str) -> str:
