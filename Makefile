@@ -17,10 +17,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 PERF_STAMP := $(VENV)/.installed-perf
 # Every install takes the pins `make constraints` writes: constraints.txt for the package's
 # own dependencies (what the image ships), constraints-dev.txt as well for the extras' tools.
-# `make test-latest` empties both and upgrades instead.
+# `make test-latest` empties both and upgrades instead (INSTALL_UPGRADE: not PIP_UPGRADE,
+# which pip itself would read from the environment make passes on).
 RUNTIME_PINS = -c constraints.txt
 DEV_PINS = $(RUNTIME_PINS) -c constraints-dev.txt
-PIP_UPGRADE =
+INSTALL_UPGRADE =
 # Extra flags for `make bench` / `make load`, e.g. BENCH_ARGS=--quick LOAD_ARGS="--duration 300"
 BENCH_ARGS ?=
 LOAD_ARGS ?=
@@ -34,21 +35,21 @@ MODEL_IMAGE ?= ghcr.io/example/housing-model
 # Extra flags for `make model-image`, e.g. MODEL_IMAGE_ARGS="--push" or "--base IMAGE"
 MODEL_IMAGE_ARGS ?=
 
-.PHONY: serve train test test-latest lint format clean constraints bench load soak bench-doc load-doc \
-	original-load original-load-doc model-image model-archive image-test plan
+.PHONY: serve train test test-latest lint format clean constraints bench load soak bench-doc \
+	load-doc original-load original-load-doc model-image model-archive image-test plan
 
 $(RUNTIME_STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(PIP_UPGRADE) $(RUNTIME_PINS) -e .
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(RUNTIME_PINS) -e .
 	touch $@
 
 $(DEV_STAMP): $(RUNTIME_STAMP) constraints-dev.txt
-	$(PY) -m pip install -q $(PIP_UPGRADE) $(DEV_PINS) -e '.[tests,dev]'
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(DEV_PINS) -e '.[tests,dev]'
 	touch $@
 
 $(PERF_STAMP): $(RUNTIME_STAMP) constraints-dev.txt
-	$(PY) -m pip install -q $(PIP_UPGRADE) $(DEV_PINS) -e '.[perf]'
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(DEV_PINS) -e '.[perf]'
 	touch $@
 
 $(MODEL_DIR)/model.joblib: | $(RUNTIME_STAMP)
@@ -191,7 +192,8 @@ test: $(DEV_STAMP) lint
 # `make constraints` would bring. Not part of `make test`. First it lists what resolved
 # apart from the pins.
 LATEST_VENV := .venv-latest
-LATEST := VENV=$(LATEST_VENV) RUNTIME_PINS= DEV_PINS= PIP_UPGRADE="--upgrade --upgrade-strategy eager"
+LATEST := VENV=$(LATEST_VENV) RUNTIME_PINS= DEV_PINS= \
+	INSTALL_UPGRADE="--upgrade --upgrade-strategy eager"
 test-latest:
 	rm -f $(LATEST_VENV)/.installed-*
 	$(MAKE) --no-print-directory $(LATEST) $(LATEST_VENV)/.installed-dev
@@ -223,14 +225,15 @@ image-test: $(DEV_STAMP)
 # Everything the targets and tools create in the checkout. The MLServer peer's venv lives in
 # ~/.cache/housing-predictor/ and is shared by every clone: remove that by hand.
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf *.egg-info
 	rm -rf perf/results perf/.venv-mlserver .ci/tools build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
 # Re-pin, from one fresh venv, to the newest versions setup.cfg allows: the package alone
 # first, frozen into constraints.txt (the runtime set: what the image installs); then the
 # tests, dev and perf extras with those pins held, the rest frozen into constraints-dev.txt.
-# setuptools is pinned too (grpcio-tools needs it at run time); pip is not.
+# setuptools is pinned too (grpcio-tools requires it); pip is not.
 CONSTRAINTS_VENV := /tmp/housing-constraints-venv
 FREEZE := $(CONSTRAINTS_VENV)/bin/pip freeze --all --exclude-editable \
 	| grep -v -e '^pip==' -e '^housing-predictor'

@@ -153,17 +153,21 @@ def test_every_package_the_upstream_seam_imports_is_classified() -> None:
         )
 
 
-def make_installs(*targets: str, venv: Path) -> list[list[str]]:
-    """The `pip install` commands `make` would run for `targets` (printed, not run)."""
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-n", "-B", f"VENV={venv}", *targets],
+def make_dry_run(*arguments: str) -> str:
+    """What `make` would run (printed, not run; a recursive make prints its own)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-n", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
         check=True,
-    )
-    commands = [shlex.split(line) for line in result.stdout.splitlines() if "pip install" in line]
-    return [words for words in commands if words[-2:] != ["--upgrade", "pip"]]
+    ).stdout
+
+
+def pip_installs(commands: str) -> list[list[str]]:
+    """The `pip install` commands of `commands`, bar the upgrade of pip itself."""
+    found = [shlex.split(line) for line in commands.splitlines() if "pip install" in line]
+    return [words for words in found if words[-2:] != ["--upgrade", "pip"]]
 
 
 def constraint_files(words: list[str]) -> list[str]:
@@ -174,7 +178,7 @@ def constraint_files(words: list[str]) -> list[str]:
 def test_make_installs_the_project_and_its_tools_with_the_pins(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     targets = [f"{venv}/.installed-runtime", f"{venv}/.installed-dev", f"{venv}/.installed-perf"]
-    installs = make_installs(*targets, venv=venv)
+    installs = pip_installs(make_dry_run("-B", f"VENV={venv}", *targets))
     assert len(installs) == 3, installs
     for words in installs:
         wants_extras = any(word.startswith(".[") for word in words)
@@ -186,6 +190,22 @@ def test_make_installs_the_project_and_its_tools_with_the_pins(tmp_path: Path) -
     for stamp, needs in (("RUNTIME", RUNTIME_PINS), ("DEV", DEV_PINS), ("PERF", DEV_PINS)):
         [rule] = re.findall(rf"^\$\({stamp}_STAMP\):(.*)$", makefile, re.M)
         assert needs in rule.split(), f"$({stamp}_STAMP) does not depend on {needs}"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make (.ci/run installs it)")
+def test_make_test_latest_runs_the_suite_on_the_newest_versions_allowed() -> None:
+    commands = make_dry_run("test-latest")
+    installs = pip_installs(commands)
+    assert any(".[tests,dev]" in words for words in installs), installs
+    for words in installs:
+        assert words[0] == ".venv-latest/bin/python", shlex.join(words)
+        assert not constraint_files(words), shlex.join(words)
+        assert "--upgrade" in words and "eager" in words, shlex.join(words)
+    # pip reads PIP_* from the environment, and make puts command-line variables there.
+    assert not re.search(r"\bPIP_[A-Z_]+=", commands)
+    for step in ("ruff check", "ruff format --check", "mypy", "python -m pytest"):
+        assert f".venv-latest/bin/{step}" in commands, step
+    assert '[ -n "1" ]' in commands, "SKIP_IMAGE_TEST=1: the container test is left out"
 
 
 def test_constraints_target_pins_runtime_and_tools_apart() -> None:
