@@ -15,6 +15,13 @@ REDIS_URL ?=
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP := $(VENV)/.installed-dev
 PERF_STAMP := $(VENV)/.installed-perf
+# Every install takes the pins `make constraints` writes: constraints.txt for the package's
+# own dependencies (what the image ships), constraints-dev.txt as well for the extras' tools.
+# `make test-latest` empties both and upgrades instead (INSTALL_UPGRADE: not PIP_UPGRADE,
+# which pip itself would read from the environment make passes on).
+RUNTIME_PINS = -c constraints.txt
+DEV_PINS = $(RUNTIME_PINS) -c constraints-dev.txt
+INSTALL_UPGRADE =
 # Extra flags for `make bench` / `make load`, e.g. BENCH_ARGS=--quick LOAD_ARGS="--duration 300"
 BENCH_ARGS ?=
 LOAD_ARGS ?=
@@ -28,21 +35,21 @@ MODEL_IMAGE ?= ghcr.io/example/housing-model
 # Extra flags for `make model-image`, e.g. MODEL_IMAGE_ARGS="--push" or "--base IMAGE"
 MODEL_IMAGE_ARGS ?=
 
-.PHONY: serve train test lint format clean constraints bench load soak bench-doc load-doc \
-	original-load original-load-doc model-image model-archive image-test plan
+.PHONY: serve train test test-latest lint format clean constraints bench load soak bench-doc \
+	load-doc original-load original-load-doc model-image model-archive image-test plan
 
-$(RUNTIME_STAMP): setup.cfg pyproject.toml
+$(RUNTIME_STAMP): setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(RUNTIME_PINS) -e .
 	touch $@
 
-$(DEV_STAMP): $(RUNTIME_STAMP)
-	$(PY) -m pip install -q -e '.[tests,dev]'
+$(DEV_STAMP): $(RUNTIME_STAMP) constraints-dev.txt
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(DEV_PINS) -e '.[tests,dev]'
 	touch $@
 
-$(PERF_STAMP): $(RUNTIME_STAMP)
-	$(PY) -m pip install -q -e '.[perf]'
+$(PERF_STAMP): $(RUNTIME_STAMP) constraints-dev.txt
+	$(PY) -m pip install -q $(INSTALL_UPGRADE) $(DEV_PINS) -e '.[perf]'
 	touch $@
 
 $(MODEL_DIR)/model.joblib: | $(RUNTIME_STAMP)
@@ -180,6 +187,26 @@ test: $(DEV_STAMP) lint
 	elif why="$$(.ci/image-test --can-run)"; then $(MAKE) --no-print-directory image-test; \
 	else echo "make test: skipping make image-test (the container test): $$why"; fi
 
+# The same suite (lint and pytest, no container test) against the newest versions setup.cfg
+# allows, in a venv of its own (.venv-latest), upgraded on every run: what the next
+# `make constraints` would bring. Not part of `make test`. First it lists what resolved
+# apart from the pins.
+LATEST_VENV := .venv-latest
+LATEST := VENV=$(LATEST_VENV) RUNTIME_PINS= DEV_PINS= \
+	INSTALL_UPGRADE="--upgrade --upgrade-strategy eager"
+test-latest:
+	rm -f $(LATEST_VENV)/.installed-*
+	$(MAKE) --no-print-directory $(LATEST) $(LATEST_VENV)/.installed-dev
+	@echo "make test-latest: the versions that differ from the pins (pinned -> installed):"
+	@$(LATEST_VENV)/bin/python -m pip freeze --all --exclude-editable \
+		| awk -F'==' 'FILENAME != "-" { pin[$$1] = $$2; next } \
+			$$1 == "pip" { next } \
+			!($$1 in pin) { print "  " $$0 " (not pinned)"; n++; next } \
+			pin[$$1] != $$2 { print "  " $$1 " " pin[$$1] " -> " $$2; n++ } \
+			END { if (!n) print "  none: the pins are the newest allowed" }' \
+			constraints.txt constraints-dev.txt -
+	$(MAKE) --no-print-directory $(LATEST) test SKIP_IMAGE_TEST=1
+
 # The model of $(MODEL_DIR) as a KServe modelcar image (storageUri: oci://...), labelled with
 # its version and held-out metrics; needs docker with BuildKit.
 model-image: $(MODEL_DIR)/model.joblib
@@ -198,16 +225,24 @@ image-test: $(DEV_STAMP)
 # Everything the targets and tools create in the checkout. The MLServer peer's venv lives in
 # ~/.cache/housing-predictor/ and is shared by every clone: remove that by hand.
 clean:
-	rm -rf $(VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(LATEST_VENV) $(MODEL_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf *.egg-info
 	rm -rf perf/results perf/.venv-mlserver .ci/tools build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-# Pin the runtime dependencies (for reproducible images) from a fresh venv of the package.
+# Re-pin, from one fresh venv, to the newest versions setup.cfg allows: the package alone
+# first, frozen into constraints.txt (the runtime set: what the image installs); then the
+# tests, dev and perf extras with those pins held, the rest frozen into constraints-dev.txt.
+# setuptools is pinned too (grpcio-tools requires it); pip is not.
+CONSTRAINTS_VENV := /tmp/housing-constraints-venv
+FREEZE := $(CONSTRAINTS_VENV)/bin/pip freeze --all --exclude-editable \
+	| grep -v -e '^pip==' -e '^housing-predictor'
 constraints:
-	rm -rf /tmp/housing-constraints-venv
-	$(PYTHON) -m venv /tmp/housing-constraints-venv
-	/tmp/housing-constraints-venv/bin/pip install -q --upgrade pip
-	/tmp/housing-constraints-venv/bin/pip install -q .
-	/tmp/housing-constraints-venv/bin/pip freeze --exclude-editable \
-		| grep -v '^housing-predictor' > constraints.txt
-	rm -rf /tmp/housing-constraints-venv
+	rm -rf $(CONSTRAINTS_VENV)
+	$(PYTHON) -m venv $(CONSTRAINTS_VENV)
+	$(CONSTRAINTS_VENV)/bin/pip install -q --upgrade pip
+	$(CONSTRAINTS_VENV)/bin/pip install -q .
+	$(FREEZE) > constraints.txt
+	$(CONSTRAINTS_VENV)/bin/pip install -q -c constraints.txt '.[tests,dev,perf]'
+	$(FREEZE) | grep -vxFf constraints.txt > constraints-dev.txt
+	rm -rf $(CONSTRAINTS_VENV)

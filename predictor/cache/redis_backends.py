@@ -58,6 +58,19 @@ _EVAL_LOOKUP: Final = pack(("EVAL", LOOKUP_SCRIPT))[4:]  # without the array hea
 _PING: Final = pack(("PING",))
 
 
+class _NewSentinel(Protocol):
+    """`Sentinel(...)` as called here: redis-py's `Sentinel.__init__` has no annotations,
+    and mypy --strict refuses an untyped call in typed code. The class itself is assigned
+    to this type (mypy checks that it accepts these arguments), and called through it."""
+
+    def __call__(
+        self, sentinels: list[tuple[str, int]], *, sentinel_kwargs: dict[str, float]
+    ) -> Sentinel: ...
+
+
+_new_sentinel: Final[_NewSentinel] = Sentinel
+
+
 class RedisBackend(Protocol):
     def send(
         self, keys: Sequence[str], limit: int, writes: Sequence[Write]
@@ -235,7 +248,7 @@ def connect(
     parts = urlsplit(url)
     if parts.scheme == SENTINEL_SCHEME:
         sentinels, service, db, url_password = parse_sentinel_url(url)
-        manager = Sentinel(
+        manager = _new_sentinel(
             sentinels,
             sentinel_kwargs={
                 "socket_timeout": connect_timeout_seconds,
