@@ -1,4 +1,4 @@
-"""Benchmark the fast model path (predictor.fast_model) against scikit-learn's predict.
+"""Benchmark the fast model path (predictor.model.compiled) against scikit-learn's predict.
 
     python perf/bench_model.py [--data PATH] [--model_dir DIR] [--out results.json]
 
@@ -31,7 +31,7 @@ import sklearn
 from sklearn.model_selection import train_test_split
 
 from harness.paths import REPO
-from predictor.fast_model import compile_regressor
+from predictor.model.compiled import compile_regressor
 from predictor.train import SEED, TEST_SIZE, build_estimator, load_statlib
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cal_housing.data"

@@ -27,7 +27,7 @@ import orjson
 from harness import payloads
 from perf import procs, report
 from perf.loadgen import WrkResult, run_wrk
-from predictor.schema import N_FEATURES
+from predictor.protocol.schema import N_FEATURES
 
 MODES: Final = {"on the event loop (before)": 1 << 40, "off the loop (default)": None}
 BODY_BYTES: Final = 2_000_000

@@ -2,9 +2,9 @@
 
     .venv/bin/python -m perf.row_costs --model_dir model [--out perf/results/row-costs.json]
 
-- TreeSHAP (`predictor.explain.TreeShap`, shap's path-dependent TreeExplainer) on requests
+- TreeSHAP (`predictor.model.explain.TreeShap`, shap's path-dependent TreeExplainer) on requests
   of 1 and of 100 rows, and what loading it costs once (shap's import, the estimator);
-- the drift histogram's count (`predictor.drift.FeatureHistogram`): `DRIFT_REQUESTS`
+- the drift histogram's count (`predictor.model.drift.FeatureHistogram`): `DRIFT_REQUESTS`
   requests of 1 and of 100 rows observed, then one scrape (`collect`), all of it divided
   by the rows: what counting costs per row, amortized as the server pays it.
 
@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from predictor.artifact import load_artifact
-from predictor.drift import DriftReference, FeatureHistogram
+from predictor.model.artifact import load_artifact
+from predictor.model.drift import DriftReference, FeatureHistogram
 
 BATCH_SIZES: Final = (1, 100)
 DRIFT_REQUESTS: Final = 20_000
@@ -56,7 +56,7 @@ def drift_us_per_row(histogram: FeatureHistogram, batch: np.ndarray, repeats: in
 def measure(model_dir: Path, rows: np.ndarray, repeats: int) -> dict[str, Any]:
     artifact = load_artifact(model_dir)
     started = time.perf_counter()
-    from predictor.explain import TreeShap  # shap's import is part of what is measured
+    from predictor.model.explain import TreeShap  # shap's import is part of what is measured
 
     explainer = TreeShap(artifact.estimator)
     load_s = time.perf_counter() - started

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from predictor.artifact import load_serving_model, short_version
+from predictor.model.artifact import load_serving_model, short_version
 
 REPO: Final = Path(__file__).resolve().parents[1]
 MODEL_DOCKERFILE: Final = REPO / "deploy" / "model-image" / "Dockerfile"
