@@ -31,9 +31,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Parsed before kserve is imported: `--help` and a bad flag answer at once.
     settings = parse_settings(argv)
-    from predictor.server import record_early_signals
-
-    record_early_signals()
     import uvicorn
     from kserve.logging import logger
     from kserve.model_repository import ModelRepository
@@ -45,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from predictor.model.presence import ModelPresence
     from predictor.rest.app import create_app, served_extensions
     from predictor.rest.kserve_app import kserve_app
-    from predictor.server import Servers
+    from predictor.server import Servers, record_early_signals
     from predictor.upstream import kserve_dataplane
     from predictor.upstream.kserve_grpc_servicer import versioned_servicer
     from predictor.upstream.kserve_repository import repository_extension
@@ -132,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         starting=lifetime.starting,
         stopped=lifetime.stopped,
     )
+    # Until here a stop signal's default action ends the process at once (start-up has
+    # nothing to drain); from here to the loop it is recorded and honoured there.
+    record_early_signals()
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         return runner.run(servers.serve())
 

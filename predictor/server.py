@@ -90,6 +90,9 @@ class Servers:
             logger.info("Stopped during start-up (signal %d)", _early_signals[0])
             return 0
         await self._starting()
+        if self._stop_requested.is_set():  # signalled while the cache started
+            await self._stopped()
+            return 0
         grpc_task = None
         if self._build_grpc is not None:
             self._grpc = self._build_grpc()
