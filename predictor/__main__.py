@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.logging import logger
     from kserve.model_repository import ModelRepository
 
-    from predictor import errors, logs
+    from predictor import errors, grpc_tls, logs
     from predictor.app import create_app, extend_kserve_app, served_extensions
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
@@ -78,11 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
     presence = ModelPresence(model, registry)
+    try:
+        tls = grpc_tls.server_credentials(settings.ssl_certfile, settings.ssl_keyfile)
+    except grpc_tls.TlsFilesError as e:
+        logger.error("Cannot serve gRPC over TLS: %s", e)
+        return 2
     grpc_server.install(
         presence,
         settings.unloaded_liveness_seconds,
         settings.enable_grpc_reflection,
         settings.grpc_message_bounds,
+        tls,
     )
     server.serve_app(create_app(settings, model, app, presence))
     _use_uvloop(settings.event_loop)

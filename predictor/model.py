@@ -21,7 +21,6 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
-from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
 
 from predictor.artifact import load_artifact, load_serving_model
@@ -30,13 +29,7 @@ from predictor.drift import DriftReference, Exported, FeatureHistogram
 from predictor.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.fast_model import KIND_COMPILED_HGB, Regressor
 from predictor.keys import canonical_rows, query_key, row_digests
-from predictor.metrics import (
-    CACHE_MISSES,
-    MODEL_SECONDS,
-    REQUEST_SECONDS,
-    ROWS_COALESCED,
-    ROWS_PREDICTED,
-)
+from predictor.metrics import CACHE_MISSES, MODEL_SECONDS, ROWS_COALESCED, ROWS_PREDICTED
 from predictor.protocol import v1, v2
 from predictor.schema import FEATURES, N_FEATURES, InvalidRows
 from predictor.single_flight import SingleFlight
@@ -165,26 +158,6 @@ class HousingModel(Model):  # type: ignore[misc]
             {"name": v2.OUTPUT_NAME, "datatype": "FP64", "shape": [-1]},
             {"name": v2.EXPLAIN_OUTPUT, "datatype": "FP64", "shape": [-1, N_FEATURES + 1]},
         ]
-
-    async def __call__(
-        self,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        verb: InferenceVerb = InferenceVerb.PREDICT,
-    ) -> Any:
-        """kserve's pipeline, which its gRPC server calls; timed here by gRPC status (REST
-        is timed by predictor.admission)."""
-        started = time.perf_counter()
-        code = "INTERNAL"
-        try:
-            result = await super().__call__(body, headers, verb)
-            code = "OK"
-            return result
-        except InvalidInput:
-            code = "INVALID_ARGUMENT"
-            raise
-        finally:
-            REQUEST_SECONDS.labels("grpc", code).observe(time.perf_counter() - started)
 
     async def run(self, request: Decoded) -> tuple[Any, str]:
         """preprocess → predict → postprocess for the REST routes: the answer and the

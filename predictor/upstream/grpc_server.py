@@ -13,7 +13,13 @@ options) with four differences:
   ERROR traceback per call);
 - `ServerReady` and `ServerLive` answer as REST readiness and liveness do
   (predictor.routes.health), so that they agree at every moment, an unload included;
-- server reflection (grpcio-reflection) is on unless turned off.
+- server reflection (v1 and v1alpha, predictor.grpc_reflect) is on unless turned off;
+- `grpc.health.v1.Health` (predictor.grpc_health) answers from the same truth;
+- TLS from --ssl_certfile/--ssl_keyfile (predictor.grpc_tls);
+- ModelInfer is timed by the status the client got (predictor.grpc_calls.CallTimer, the
+  outermost interceptor), and each call's log lines carry its request id;
+- repository load/unload read the model name in kserve's and Triton's/MLServer's layouts
+  (predictor.grpc_repository).
 
 `install` makes kserve's `ModelServer.start` build this server (kserve looks the class up
 by name in `kserve.model_server`, as predictor.upstream.kserve_grpc_servicer does for the servicer).
@@ -33,17 +39,23 @@ import kserve.model_server
 from google.protobuf.message import DecodeError, Message
 from grpc import aio
 from grpc_interceptor.exceptions import InvalidArgument
-from grpc_reflection.v1alpha import reflection
 from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
+from predictor.grpc_calls import CallTimer, bind_request_id
+from predictor.grpc_health import SERVICE_NAME as HEALTH_SERVICE
+from predictor.grpc_health import add_health
+from predictor.grpc_reflect import add_reflection
+from predictor.grpc_repository import RepositoryRpcs, repository_request
+from predictor.grpc_tls import add_port
 from predictor.routes.health import ModelPresence
 
 logger: Final = logging.getLogger("kserve.predictor.grpc")
 
 SERVICE: Final = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+_REPOSITORY_METHODS: Final = frozenset({"RepositoryModelLoad", "RepositoryModelUnload"})
 
 
 class PortInUse(SystemExit):
@@ -59,10 +71,12 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         health: GrpcHealth,
         reflection_on: bool,
         message_bounds: Mapping[str, int],
+        tls: grpc.ServerCredentials | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._health = health
+        self._tls = tls
         self._reflection_on = reflection_on
         # kserve hands over its own parse of sys.argv (`kwargs`); the settings' bounds win.
         self._bounds = message_bounds
@@ -72,7 +86,7 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         servicer = grpc_server.InferenceServicer(self._data_plane, self._model_repository_extension)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            interceptors=(CallTimer(), LoggingInterceptor(), ExceptionToStatusInterceptor()),
             options=[
                 ("grpc.max_send_message_length", self._bounds["grpc_max_send_message_length"]),
                 (
@@ -82,17 +96,22 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
                 ("grpc.so_reuseport", 0),
             ],
         )
-        server.add_generic_rpc_handlers((method_handlers(servicer, self._health),))
+        repository = RepositoryRpcs(self._model_repository_extension)
+        server.add_generic_rpc_handlers((method_handlers(servicer, self._health, repository),))
+        add_health(server, self._health.presence, [SERVICE.full_name])
         if self._reflection_on:
-            reflection.enable_server_reflection(
-                (SERVICE.full_name, reflection.SERVICE_NAME), server
-            )
+            add_reflection(server, (SERVICE.full_name, HEALTH_SERVICE))
         try:
-            server.add_insecure_port(f"[::]:{self._port}")
+            add_port(server, f"[::]:{self._port}", self._tls)
         except RuntimeError:  # taken since `_refuse_taken` looked
             _port_in_use(self._port)
         self._server = server
-        kserve_logger.info("Starting gRPC server on [::]:%d (%d workers)", self._port, max_workers)
+        kserve_logger.info(
+            "Starting gRPC server on [::]:%d (%d workers%s)",
+            self._port,
+            max_workers,
+            ", TLS" if self._tls is not None else "",
+        )
         await server.start()
         await server.wait_for_termination()
 
@@ -124,31 +143,43 @@ class GrpcHealth:
     """`ServerReady` and `ServerLive` from the same truth as REST's (predictor.routes.health)."""
 
     def __init__(self, presence: ModelPresence, unloaded_liveness: float) -> None:
-        self._presence = presence
+        self.presence = presence
         self._bound = unloaded_liveness
 
     async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Message:
-        return pb.ServerReadyResponse(ready=self._presence.gone_for() is None)
+        return pb.ServerReadyResponse(ready=self.presence.gone_for() is None)
 
     async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Message:
-        gone = self._presence.gone_for()
+        gone = self.presence.gone_for()
         return pb.ServerLiveResponse(live=gone is None or gone < self._bound)
 
 
 Handler = Callable[[Any, Any], Awaitable[Message]]
 
 
-def method_handlers(servicer: Any, health: GrpcHealth) -> grpc.GenericRpcHandler:
-    """The service's handlers, each parsing its request from bytes (see `_parsed`)."""
+def method_handlers(
+    servicer: Any, health: GrpcHealth, repository: RepositoryRpcs | None = None
+) -> grpc.GenericRpcHandler:
+    """The service's handlers, each parsing its request from bytes (see `_parsed`); health's
+    and `repository`'s methods in place of the servicer's."""
     handlers = {}
     for method in SERVICE.methods:
         if method.client_streaming or method.server_streaming:
             raise TypeError(f"{method.full_name} streams: only unary methods are handled")
         request_class = getattr(pb, method.input_type.name)
         response_class = getattr(pb, method.output_type.name)
-        handle = getattr(health, method.name, None) or getattr(servicer, method.name)
+        handle = (
+            getattr(health, method.name, None)
+            or getattr(repository, method.name, None)
+            or getattr(servicer, method.name)
+        )
+        parse = (
+            partial(repository_request, request_class)
+            if method.name in _REPOSITORY_METHODS
+            else request_class.FromString
+        )
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            partial(_parsed, handle, request_class),
+            partial(_parsed, handle, request_class, parse),
             request_deserializer=None,
             response_serializer=response_class.SerializeToString,
         )
@@ -156,14 +187,19 @@ def method_handlers(servicer: Any, health: GrpcHealth) -> grpc.GenericRpcHandler
 
 
 async def _parsed(
-    handle: Handler, request_class: type[Message], raw: bytes, context: Any
+    handle: Handler,
+    request_class: type[Message],
+    parse: Callable[[bytes], Message],
+    raw: bytes,
+    context: Any,
 ) -> Message:
     try:
-        request = request_class.FromString(raw)
+        request = parse(raw)
     except DecodeError:
         message = f"malformed {request_class.__name__}"
         logger.warning("gRPC: %s", message, extra={"client_error": True})
         raise InvalidArgument(message) from None
+    bind_request_id(context, request)
     return await handle(request, context)
 
 
@@ -172,12 +208,15 @@ def install(
     unloaded_liveness: float,
     reflection_on: bool,
     message_bounds: Mapping[str, int],
+    tls: grpc.ServerCredentials | None = None,
 ) -> None:
     """Have kserve's `ModelServer.start` build `PredictorGrpcServer`; `message_bounds`:
-    `grpc_max_send_message_length` and `grpc_max_receive_message_length`."""
+    `grpc_max_send_message_length` and `grpc_max_receive_message_length`; `tls`: from
+    predictor.grpc_tls.server_credentials (None: plaintext)."""
     kserve.model_server.GRPCServer = partial(
         PredictorGrpcServer,
         health=GrpcHealth(presence, unloaded_liveness),
         reflection_on=reflection_on,
         message_bounds=message_bounds,
+        tls=tls,
     )

@@ -4,7 +4,9 @@ kserve builds its servicer from `kserve.protocol.grpc.server.InferenceServicer` 
 server starts, and offers no other way in: `serve_versions_over_grpc` replaces that name
 with a subclass, before `ModelServer.start`, so that ModelReady, ModelMetadata and
 ModelInfer answer the served version like the unversioned request and any other version
-NOT_FOUND naming both (predictor.versions).
+NOT_FOUND naming both (predictor.versions). ModelInfer also refuses a tensor with two
+`*_contents` fields set (predictor.protocol.v2.grpc_contents_problem), which kserve's
+decoder would half read.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import inspect
 from typing import Any
 
 from grpc_interceptor.exceptions import NotFound
+from kserve.errors import InvalidInput
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.servicer import InferenceServicer
 
+from predictor.protocol.v2 import grpc_contents_problem
 from predictor.versions import unserved
 
 _PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
@@ -54,6 +58,9 @@ def serve_versions_over_grpc(model_name: str, served: str) -> None:
 
         async def ModelInfer(self, request: Any, context: Any) -> Any:
             check(request.model_name, request.model_version)
+            problem = grpc_contents_problem(request.inputs)
+            if problem:
+                raise InvalidInput(problem)
             return await super().ModelInfer(request, context)
 
     grpc_server.InferenceServicer = VersionedServicer
