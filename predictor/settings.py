@@ -311,7 +311,7 @@ class Settings(BaseSettings):
     )
     ssl_certfile: str | None = setting(
         None,
-        "Serve HTTPS with this certificate (PEM) and --ssl_keyfile.",
+        "Serve HTTPS, and gRPC over TLS, with this certificate (PEM) and --ssl_keyfile.",
         group="server",
         env=("KSERVE_TLS_CERT_FILE",),
     )
