@@ -28,6 +28,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb_v2
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as grpc_v2
 
@@ -65,6 +66,8 @@ STORAGE_SCHEMES: Final = {"oci", "s3", "gs", "https", "pvc"}
 # Ports the queue-proxy and Knative's sidecars use in every Knative pod.
 KNATIVE_RESERVED_PORTS: Final = {8008, 8012, 8013, 8022, 9090, 9091}
 KNATIVE_PORT_NAMES: Final = {"http1": "--http_port", "h2c": "--grpc_port"}
+# What the server's grpc.health.v1.Health answers (predictor.grpc.health).
+GRPC_HEALTH_SERVICES: Final = ("", "inference.GRPCInferenceService")
 # Knative's defaults for container-concurrency-max-limit and max-revision-timeout-seconds.
 MAX_CONTAINER_CONCURRENCY: Final = 1000
 MAX_TIMEOUT_SECONDS: Final = 600
@@ -357,7 +360,14 @@ def predictor_container_errors(isvc: dict[str, Any]) -> list[str]:
         problems.append("an h2c port needs --enable_grpc true")
     if flags.get("--model_name") != MODEL_NAME or flags.get("--model_dir") != MODEL_DIR:
         problems.append(f"args must serve {MODEL_NAME} from {MODEL_DIR}: {flags}")
-    for name, probe in (("readinessProbe", "/v1/models/"), ("livenessProbe", "/v2/health/live")):
+    grpc_probe = container.get("readinessProbe", {}).get("grpc")
+    if grpc_probe is not None:  # an h2c port's readiness may ask grpc.health.v1 instead
+        if port.get("name") != "h2c" or str(grpc_probe.get("port")) != flags.get("--grpc_port"):
+            problems.append("a grpc readinessProbe must probe the h2c serving port")
+        if grpc_probe.get("service") not in GRPC_HEALTH_SERVICES:
+            problems.append(f"a grpc readinessProbe asks one of {GRPC_HEALTH_SERVICES}")
+    http_probes = (("readinessProbe", "/v1/models/"), ("livenessProbe", "/v2/health/live"))
+    for name, probe in http_probes[grpc_probe is not None :]:
         get = container.get(name, {}).get("httpGet", {})
         if not get.get("path", "").startswith(probe) or get["path"] not in PROBE_ROUTES:
             problems.append(f"{name} must be an httpGet on a real route like {probe}")
@@ -880,6 +890,10 @@ def test_kserve_rules_reject_bad_values(
         (lambda c: c["readinessProbe"]["httpGet"].update(path="/healthz"), "readinessProbe"),
         (lambda c: c["livenessProbe"]["httpGet"].update(port=8081), "HTTP port"),
         (lambda c: c["readinessProbe"].update(periodSeconds=10), "periodSeconds"),
+        (
+            lambda c: c.update(readinessProbe={"grpc": {"port": 8081, "service": ""}}),
+            "h2c serving port",
+        ),
         (lambda c: c["securityContext"].update(runAsUser=0), "runAsUser"),
         (lambda c: c["securityContext"].pop("readOnlyRootFilesystem"), "readOnlyRootFilesystem"),
         (lambda c: c.update(image=f"{IMAGE_REPO}:latest"), "latest"),
@@ -990,7 +1004,7 @@ def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
 
     from harness.cache_settings import cache_settings
     from harness.redis_server import RedisServer
-    from predictor.cache.redis_tier import RedisCache
+    from predictor.cache.tiers.redis_tier import RedisCache
 
     [container] = named(manifests["dev"], "Deployment", REDIS)["spec"]["template"]["spec"][
         "containers"
@@ -1235,6 +1249,14 @@ def test_manifest_args_start_a_server_that_passes_its_probes(
         args, env={"REDIS_URL": ""}, http_port=http_port, grpc_port=grpc_port
     ) as server:
         for probe in ("readinessProbe", "livenessProbe"):
+            if "grpc" in container[probe]:
+                with grpc.insecure_channel(server.grpc_target) as channel:
+                    asked = health_pb2.HealthCheckRequest(
+                        service=container[probe]["grpc"]["service"]
+                    )
+                    status = health_pb2_grpc.HealthStub(channel).Check(asked, timeout=5.0).status
+                assert status == health_pb2.HealthCheckResponse.SERVING, probe
+                continue
             path = container[probe]["httpGet"]["path"]
             assert httpx.get(f"{server.base_url}{path}", timeout=5.0).status_code == 200, probe
         if container["ports"][0]["name"] == "h2c":

@@ -21,24 +21,22 @@ from kserve import Model
 from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
-from kserve.model import InferenceVerb
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.cache.keys import cache_key, canonical_rows, row_digests
-from predictor.cache.single_flight import SingleFlight
-from predictor.cache.tiers import PredictionCache
+from predictor.cache.tiers.tiers.tiers.keys import cache_key, canonical_rows, row_digests
+from predictor.cache.tiers.tiers.tiers.single_flight import SingleFlight
+from predictor.cache.tiers.tiers.tiers.tiers import PredictionCache
 from predictor.metrics import (
     CACHE_MISSES,
     MODEL_SECONDS,
-    REQUEST_SECONDS,
     ROWS_COALESCED,
     ROWS_PREDICTED,
     count,
 )
-from predictor.model.artifact import load_artifact, load_serving_model
-from predictor.model.compiled import KIND_COMPILED_HGB, Regressor
-from predictor.model.drift import DriftReference, Exported, FeatureHistogram
-from predictor.model.explain import Explainer, ExplainerLoader, Explanations, TreeShap
+from predictor.model.housing.housing.housing.artifact import load_artifact, load_serving_model
+from predictor.model.housing.housing.housing.compiled import KIND_COMPILED_HGB, Regressor
+from predictor.model.housing.housing.housing.drift import DriftReference, Exported, FeatureHistogram
+from predictor.model.housing.housing.housing.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.protocol import legacy, v1, v2
 from predictor.protocol.schema import N_FEATURES, InvalidRows
 from predictor.upstream.prometheus_histogram import FastObserver
@@ -167,26 +165,6 @@ class HousingModel(Model):  # type: ignore[misc]
             {"name": v2.EXPLAIN_OUTPUT, "datatype": "FP64", "shape": [-1, N_FEATURES + 1]},
         ]
 
-    async def __call__(
-        self,
-        body: Any,
-        headers: dict[str, str] | None = None,
-        verb: InferenceVerb = InferenceVerb.PREDICT,
-    ) -> Any:
-        """kserve's pipeline, which its gRPC server calls; timed here by gRPC status (REST
-        is timed by predictor.admission)."""
-        started = time.perf_counter()
-        code = "INTERNAL"
-        try:
-            result = await super().__call__(body, headers, verb)
-            code = "OK"
-            return result
-        except InvalidInput:
-            code = "INVALID_ARGUMENT"
-            raise
-        finally:
-            REQUEST_SECONDS.labels("grpc", code).observe(time.perf_counter() - started)
-
     async def run(self, request: Decoded) -> tuple[Any, str]:
         """preprocess → predict → postprocess for the REST routes: the answer and the
         cache status (HIT, PARTIAL, MISS).
@@ -251,7 +229,7 @@ class HousingModel(Model):  # type: ignore[misc]
         entirely from it (the common case under repeated traffic) ends there. Misses go to
         the model directly when nothing on the way can suspend (in-process cache, model on
         the event loop: no other request can run in between); otherwise through single
-        flight (predictor.cache.single_flight), so concurrent identical misses look up the shared
+        flight (predictor.cache.tiers.tiers.tiers.single_flight), so concurrent identical misses look up the shared
         tier and run the model once.
         """
         keys = payload.keys

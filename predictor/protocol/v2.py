@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -320,6 +320,33 @@ def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerS
     binary = bool(request.use_binary_outputs)
     outputs = tuple((output.name, binary) for output in requested) or ((OUTPUT_NAME, binary),)
     return rows_of(tensors), AnswerSpec(request.id, binary, outputs)
+
+
+def contents_field(datatype: str) -> str:
+    """The `InferTensorContents` field that carries a tensor of `datatype`."""
+    kind, _, bits = datatype.partition("INT")
+    if bits in ("8", "16", "32"):  # INT8..INT32, UINT8..UINT32
+        return f"{kind.lower()}int_contents"
+    return f"{datatype.lower()}_contents"
+
+
+def grpc_contents_problem(inputs: Iterable[Any]) -> str | None:
+    """What is wrong with the typed contents of gRPC `InferInputTensor`s, or None.
+
+    A tensor sends its values in one `*_contents` field, the one its datatype names; one
+    with two set (say `fp64_contents` and `int64_contents`) is refused here, since a decoder
+    reads only the one its datatype names and would silently drop the other. Both the
+    kserve-decoded path and a decoder of the raw message call this before decoding.
+    """
+    for tensor in inputs:
+        fields = [field.name for field, _ in tensor.contents.ListFields()]
+        if len(fields) > 1:
+            return (
+                f"input '{tensor.name}' sets {' and '.join(fields)}: a tensor sends its "
+                f"values in one *_contents field (an {tensor.datatype} tensor in "
+                f"{contents_field(tensor.datatype)})"
+            )
+    return None
 
 
 # -- tensors → rows ---------------------------------------------------------------------

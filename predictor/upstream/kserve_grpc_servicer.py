@@ -2,7 +2,9 @@
 
 `versioned_servicer` subclasses `kserve.protocol.grpc.servicer.InferenceServicer` so that
 ModelReady, ModelMetadata and ModelInfer answer the served version like the unversioned
-request, and any other version NOT_FOUND naming both (predictor.model.versions).
+request, and any other version NOT_FOUND naming both (predictor.model.housing.housing.housing.versions). ModelInfer also refuses a tensor
+with two `*_contents` fields set (predictor.protocol.v2.grpc_contents_problem), which
+kserve's decoder would half read.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import inspect
 from typing import Any
 
 from grpc_interceptor.exceptions import NotFound
+from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from predictor.model.versions import unserved
+from predictor.model.housing.housing.housing.versions import unserved
+from predictor.protocol.v2 import grpc_contents_problem
 
 _PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
 
@@ -56,6 +60,9 @@ def versioned_servicer(
 
         async def ModelInfer(self, request: Any, context: Any) -> Any:
             check(request.model_name, request.model_version)
+            problem = grpc_contents_problem(request.inputs)
+            if problem:
+                raise InvalidInput(problem)
             return await super().ModelInfer(request, context)
 
     return VersionedServicer(dataplane, repository)

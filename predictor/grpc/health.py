@@ -1,0 +1,79 @@
+"""`grpc.health.v1.Health` (Check and Watch), true to the same readiness as REST's.
+
+Kubernetes' native `grpc:` probes, grpc-health-probe and load balancers ask this service.
+The server (service `""`) and the V2 inference service are SERVING while the model is
+registered and ready, NOT_SERVING from the moment it is not (an unload, a stop): the
+answer `GET /v2/health/ready` gives at that moment, from the same `gone_for()`. Any other
+service is NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch), as the protocol says.
+
+Watch sends the current status at once, then each change, found by looking again every
+`watch_interval` seconds (the truth is a property of the model and its registry, which
+nothing announces; a probe's period is seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, Final, Protocol
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICE_NAME: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+WATCH_INTERVAL_SECONDS: Final = 0.5
+_SERVING: Final[int] = health_pb2.HealthCheckResponse.SERVING
+_NOT_SERVING: Final[int] = health_pb2.HealthCheckResponse.NOT_SERVING
+_UNKNOWN: Final[int] = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+class Presence(Protocol):
+    """What readiness is made of (predictor.rest.routes.health.ModelPresence)."""
+
+    def gone_for(self) -> float | None:
+        """Seconds since the model went missing; None while it is there."""
+
+
+class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
+    """Check and Watch for the server (`""`) and each of `services`."""
+
+    def __init__(
+        self,
+        presence: Presence,
+        services: Iterable[str],
+        watch_interval: float = WATCH_INTERVAL_SECONDS,
+    ) -> None:
+        self._presence = presence
+        self._services = frozenset(("", *services))
+        self._interval = watch_interval
+
+    def status(self, service: str) -> int:
+        """`service`'s ServingStatus now."""
+        if service not in self._services:
+            return _UNKNOWN
+        return _SERVING if self._presence.gone_for() is None else _NOT_SERVING
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext[Any, Any]
+    ) -> health_pb2.HealthCheckResponse:
+        status = self.status(request.service)
+        if status == _UNKNOWN:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def Watch(
+        self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[health_pb2.HealthCheckResponse]:
+        last: int | None = None
+        while True:
+            status = self.status(request.service)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            await asyncio.sleep(self._interval)
+
+
+def add_health(server: aio.Server, presence: Presence, services: Iterable[str]) -> None:
+    """Serve `grpc.health.v1.Health` on `server` for `services` (and the server, `""`)."""
+    health_pb2_grpc.add_HealthServicer_to_server(Health(presence, services), server)
