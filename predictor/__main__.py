@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.logging import logger
     from kserve.model_repository import ModelRepository
 
-    from predictor import errors, logs
+    from predictor import errors, grpc_bounds, logs
+    from predictor.admission import Admission
     from predictor.app import create_app, extend_kserve_app, served_extensions
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(
         settings.log_format,
         settings.log_level,
-        errors.CLIENT_ERRORS,
+        errors.CLIENT_ERRORS + grpc_bounds.SEND_FAILURES,
         settings.client_error_log_lines_per_minute,
     )
     registry = ModelRepository()
@@ -78,13 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
     presence = ModelPresence(model, registry)
+    admission = Admission(settings.max_inflight)  # REST's and gRPC's
     grpc_server.install(
         presence,
         settings.unloaded_liveness_seconds,
         settings.enable_grpc_reflection,
         settings.grpc_message_bounds,
+        grpc_bounds.server_options(settings),
+        (admission, settings.grpc_receive_timeout_seconds),
     )
-    server.serve_app(create_app(settings, model, app, presence))
+    server.serve_app(create_app(settings, model, app, presence, admission))
     _use_uvloop(settings.event_loop)
     _tie_to_lifespan(cache, app, model)
     server.start([model])

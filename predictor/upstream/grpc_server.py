@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent import futures
 from functools import partial
 from typing import Any, Final
@@ -39,6 +39,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import server as grpc_server
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
+from predictor import grpc_bounds
+from predictor.admission import Admission
 from predictor.routes.health import ModelPresence
 
 logger: Final = logging.getLogger("kserve.predictor.grpc")
@@ -59,6 +61,8 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         health: GrpcHealth,
         reflection_on: bool,
         message_bounds: Mapping[str, int],
+        options: Sequence[tuple[str, int]],
+        call_bounds: tuple[Admission, float],
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -66,13 +70,22 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         self._reflection_on = reflection_on
         # kserve hands over its own parse of sys.argv (`kwargs`); the settings' bounds win.
         self._bounds = message_bounds
+        self._options = options
+        self._call_bounds = call_bounds
         _refuse_taken(self._port)
 
     async def start(self, max_workers: int) -> None:
+        await grpc_bounds.serve_restarting(partial(self._start, max_workers))
+
+    async def _start(self, max_workers: int) -> aio.Server:
         servicer = grpc_server.InferenceServicer(self._data_plane, self._model_repository_extension)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            interceptors=(
+                grpc_bounds.CallBounds(*self._call_bounds),
+                LoggingInterceptor(),
+                ExceptionToStatusInterceptor(),
+            ),
             options=[
                 ("grpc.max_send_message_length", self._bounds["grpc_max_send_message_length"]),
                 (
@@ -80,6 +93,7 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
                     self._bounds["grpc_max_receive_message_length"],
                 ),
                 ("grpc.so_reuseport", 0),
+                *self._options,
             ],
         )
         server.add_generic_rpc_handlers((method_handlers(servicer, self._health),))
@@ -94,7 +108,7 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         self._server = server
         kserve_logger.info("Starting gRPC server on [::]:%d (%d workers)", self._port, max_workers)
         await server.start()
-        await server.wait_for_termination()
+        return server
 
 
 def _refuse_taken(port: int) -> None:
@@ -172,12 +186,18 @@ def install(
     unloaded_liveness: float,
     reflection_on: bool,
     message_bounds: Mapping[str, int],
+    options: Sequence[tuple[str, int]],
+    call_bounds: tuple[Admission, float],
 ) -> None:
     """Have kserve's `ModelServer.start` build `PredictorGrpcServer`; `message_bounds`:
-    `grpc_max_send_message_length` and `grpc_max_receive_message_length`."""
+    `grpc_max_send_message_length` and `grpc_max_receive_message_length`; `options`: more
+    channel arguments (predictor.grpc_bounds.server_options); `call_bounds`: the admission
+    (REST's) and receive bound of predictor.grpc_bounds.CallBounds."""
     kserve.model_server.GRPCServer = partial(
         PredictorGrpcServer,
         health=GrpcHealth(presence, unloaded_liveness),
         reflection_on=reflection_on,
         message_bounds=message_bounds,
+        options=options,
+        call_bounds=call_bounds,
     )
