@@ -9,16 +9,16 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from predictor.cache.tiers.tiers.redis_policy import model_seconds_per_row
-from predictor.cache.tiers.tiers.tiers import TieredCache, build_cache
+from predictor.cache.tiers.tiers.tiers.tiers.redis_policy import model_seconds_per_row
+from predictor.cache.tiers.tiers.tiers.tiers.tiers import TieredCache, build_cache
 from predictor.memory import return_large_blocks
-from predictor.model.housing.housing.artifact import ModelArtifactError
-from predictor.model.housing.housing.wait import wait_for_model_dir
+from predictor.model.housing.housing.housing.housing.artifact import ModelArtifactError
+from predictor.model.housing.housing.housing.housing.wait import wait_for_model_dir
 
 if TYPE_CHECKING:
     from kserve.model_repository import ModelRepository
 
-    from predictor.model.housing.housing.housing import HousingModel
+    from predictor.model.housing.housing.housing.housing.housing import HousingModel
 
 HTTP_PORT: Final = 8080
 HTTPS_PORT: Final = 8443
@@ -38,8 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from predictor import errors, logs
     from predictor.grpc.server import GrpcConfig, GrpcHealth, build_grpc_server
-    from predictor.model.housing.housing.housing import HousingModel
-    from predictor.model.housing.housing.presence import ModelPresence
+    from predictor.model.housing.housing.housing.housing.housing import HousingModel
+    from predictor.model.housing.housing.housing.housing.presence import ModelPresence
     from predictor.rest.app import create_app, served_extensions
     from predictor.rest.kserve_app import kserve_app
     from predictor.server import Servers, record_early_signals

@@ -36,7 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from predictor.cache.tiers.urls import check_redis_url
+from predictor.cache.tiers.tiers.urls import check_redis_url
 
 ENV_PREFIX: Final = "HOUSING_"
 # KServe's MODEL_INIT_MODE for a model directory that appears after start-up.
@@ -56,6 +56,7 @@ GROUPS: Final = {
     "requests": "Requests",
     "cache": "Prediction cache",
     "connections": "Bounds on what one client can cost",
+    "grpc_bounds": "gRPC bounds: what one gRPC client can cost",
     "server": "HTTP and gRPC (kserve's ModelServer flags)",
     "logging": "Logging",
 }
@@ -337,6 +338,75 @@ class Settings(BaseSettings):
         gt=0,
     )
 
+    # -- gRPC bounds (predictor.grpc.bounds: grpc-core's channel arguments) --------------
+    grpc_max_concurrent_streams: int = setting(
+        100,
+        "Streams one gRPC connection may have open (advertised as HTTP/2 "
+        "SETTINGS_MAX_CONCURRENT_STREAMS); more are refused by the client's own stack.",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_keepalive_seconds: float = setting(
+        10.0,
+        "Idle seconds after which the server PINGs a gRPC connection; one whose peer does "
+        "not answer within --grpc_keepalive_timeout_seconds is closed (a client that never "
+        "reads frees its memory and streams so).",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_keepalive_timeout_seconds: float = setting(
+        5.0,
+        "Seconds a gRPC keepalive PING waits for its answer before the connection is closed.",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_max_connection_idle_seconds: float = setting(
+        300.0,
+        "Seconds a gRPC connection with no call in flight stays open (then GOAWAY).",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_max_connection_age_seconds: float = setting(
+        1800.0,
+        "Seconds a gRPC connection lives at most (then GOAWAY; clients reconnect, which "
+        "also spreads them over new replicas).",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_max_connection_age_grace_seconds: float = setting(
+        30.0,
+        "Seconds the calls of a connection past its age may still take before it is closed.",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_min_ping_interval_seconds: float = setting(
+        10.0,
+        "Shortest interval between a client's PINGs; each sooner one is a strike.",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_max_ping_strikes: int = setting(
+        2,
+        "PINGs sooner than --grpc_min_ping_interval_seconds a connection may send before it "
+        "gets GOAWAY (ENHANCE_YOUR_CALM) and is closed.",
+        group="grpc_bounds",
+        ge=1,
+    )
+    grpc_receive_timeout_seconds: float = setting(
+        10.0,
+        "Time for a gRPC call's request message to arrive once its headers are in (then "
+        "DEADLINE_EXCEEDED; a message cut short by END_STREAM is never answered otherwise).",
+        group="grpc_bounds",
+        gt=0,
+    )
+    grpc_max_metadata_bytes: int = setting(
+        16 * 1024,
+        "Largest header block of a gRPC call (HEADERS and CONTINUATION frames); larger is "
+        "refused and the stream reset.",
+        group="grpc_bounds",
+        gt=0,
+    )
+
     # -- logging --------------------------------------------------------------------------
     log_format: Literal["json", "text"] = setting(
         "json", "Log lines as one JSON object each, or as text.", group="logging"
@@ -485,7 +555,7 @@ class KnownNames(PydanticBaseSettingsSource):
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """What the cache tiers take (predictor.cache.tiers.tiers.build_cache)."""
+    """What the cache tiers take (predictor.cache.tiers.tiers.tiers.build_cache)."""
 
     local_max_entries: int
     local_ttl_seconds: float

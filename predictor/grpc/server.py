@@ -34,7 +34,7 @@ from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
-from predictor.model.housing.housing.presence import ModelPresence
+from predictor.model.housing.housing.housing.housing.presence import ModelPresence
 
 logger: Final = logging.getLogger("kserve.predictor.grpc")
 

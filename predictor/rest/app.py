@@ -21,9 +21,9 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.admission import Admission
-from predictor.model.housing import HousingModel
-from predictor.model.presence import ModelPresence
-from predictor.model.versions import UnservedVersion, unversioned_path
+from predictor.model.housing.housing.housing import HousingModel
+from predictor.model.housing.housing.presence import ModelPresence
+from predictor.model.housing.housing.versions import UnservedVersion, unversioned_path
 from predictor.rest.answers import error_answer, send_answer
 from predictor.rest.routes import health, legacy, v1, v2
 from predictor.rest.routes.inference import response_memo
