@@ -30,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.model_repository import ModelRepository
 
     from predictor import errors, logs
+    from predictor.admission import Admission
     from predictor.app import create_app, extend_kserve_app, served_extensions
+    from predictor.grpc_infer import ModelInferServicer
     from predictor.model import HousingModel
     from predictor.routes.health import ModelPresence
     from predictor.server import PredictorServer
@@ -78,13 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     kserve_dataplane.list_extensions(server.dataplane, extensions)
     kserve_grpc_servicer.serve_versions_over_grpc(model.name, model.version)
     presence = ModelPresence(model, registry)
+    admission = Admission(settings.max_inflight)  # one in-flight bound for REST and gRPC
     grpc_server.install(
         presence,
         settings.unloaded_liveness_seconds,
         settings.enable_grpc_reflection,
         settings.grpc_message_bounds,
+        ModelInferServicer(model, admission, registry).ModelInfer,
     )
-    server.serve_app(create_app(settings, model, app, presence))
+    server.serve_app(create_app(settings, model, app, presence, admission))
     _use_uvloop(settings.event_loop)
     _tie_to_lifespan(cache, app, model)
     server.start([model])

@@ -54,10 +54,15 @@ def extend_kserve_app(app: FastAPI, model_name: str, max_batch_size: int, docs: 
 
 
 def create_app(
-    settings: Settings, model: HousingModel, kserve: ASGIApp, presence: health.ModelPresence
+    settings: Settings,
+    model: HousingModel,
+    kserve: ASGIApp,
+    presence: health.ModelPresence,
+    admission: Admission | None = None,
 ) -> PredictorApp:
-    """The app uvicorn serves: the project's routes in front of kserve's app."""
-    admission = Admission(settings.max_inflight)
+    """The app uvicorn serves: the project's routes in front of kserve's app; `admission`
+    the in-flight bound it shares with gRPC (a new one of `max_inflight` slots if None)."""
+    admission = admission or Admission(settings.max_inflight)
     memo = response_memo(settings.response_cache_size, settings.cache_ttl_seconds)
     sizes = (settings.max_body_bytes, settings.offload_body_bytes)
     routes: dict[str, ASGIApp] = {

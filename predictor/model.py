@@ -3,8 +3,8 @@
 Every route (legacy `/predict`, V1, V2 REST and gRPC) goes through this one class, so
 identical rows get identical keys, cache entries and predictions. The protocol modules
 (predictor.protocol) decode and validate each request into rows before `preprocess`, and
-encode what `postprocess` returns; kserve's gRPC server calls the model with its own
-`InferRequest`, decoded here by the same V2 module.
+encode what `postprocess` returns (gRPC ModelInfer: predictor.grpc_infer; a kserve
+`InferRequest`, should kserve's servicer hand one over, is decoded here by the V2 module).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from predictor.metrics import (
     ROWS_COALESCED,
     ROWS_PREDICTED,
 )
-from predictor.protocol import v1, v2
+from predictor.protocol import v1, v2, v2_grpc
 from predictor.schema import FEATURES, N_FEATURES, InvalidRows
 from predictor.single_flight import SingleFlight
 from predictor.upstream.prometheus_histogram import FastObserver
@@ -187,8 +187,9 @@ class HousingModel(Model):  # type: ignore[misc]
             REQUEST_SECONDS.labels("grpc", code).observe(time.perf_counter() - started)
 
     async def run(self, request: Decoded) -> tuple[Any, str]:
-        """preprocess → predict → postprocess for the REST routes: the answer and the
-        cache status (HIT, PARTIAL, MISS).
+        """preprocess → predict → postprocess for the project's routes (REST, and gRPC
+        ModelInfer in predictor.grpc_infer): the answer and the cache status (HIT,
+        PARTIAL, MISS).
 
         The same stages kserve's `__call__` runs, timed in the same kserve histograms
         (`request_preprocess_seconds`, `request_predict_seconds`,
@@ -347,7 +348,8 @@ class HousingModel(Model):  # type: ignore[misc]
         response_headers: dict[str, str] | None = None,
     ) -> Any:
         """The answer as its protocol shapes it: a JSON-ready dict (legacy, V1), a V2 REST
-        answer (predictor.protocol.v2), or kserve's `InferResponse` (gRPC)."""
+        answer (predictor.protocol.v2), or a `ModelInferResponse` (gRPC,
+        predictor.protocol.v2_grpc)."""
         if response_headers is not None:
             response_headers["X-Model-Version"] = self.version
             response_headers["X-Cache"] = result.cache_status
@@ -373,4 +375,4 @@ class HousingModel(Model):  # type: ignore[misc]
         table = None if explained is None else explained.table()
         if route is Route.V2:
             return v2.rest_answer(request.spec, predictions, self.name, self.version, table)
-        return v2.grpc_answer(request.spec, predictions, self.name, self.version, table)
+        return v2_grpc.response(request.spec, predictions, self.name, self.version, table)

@@ -13,7 +13,10 @@ options) with four differences:
   ERROR traceback per call);
 - `ServerReady` and `ServerLive` answer as REST readiness and liveness do
   (predictor.routes.health), so that they agree at every moment, an unload included;
-- server reflection (grpcio-reflection) is on unless turned off.
+- server reflection (grpcio-reflection) is on unless turned off;
+- `ModelInfer` is the handler given (predictor.grpc_infer), past kserve's interceptors
+  (it answers its own errors and logs its own lines; kserve's `LoggingInterceptor` formats
+  an INFO line per call, its exception interceptor wraps every call in two coroutines).
 
 `install` makes kserve's `ModelServer.start` build this server (kserve looks the class up
 by name in `kserve.model_server`, as predictor.upstream.kserve_grpc_servicer does for the servicer).
@@ -59,10 +62,12 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         health: GrpcHealth,
         reflection_on: bool,
         message_bounds: Mapping[str, int],
+        model_infer: Handler | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._health = health
+        self._model_infer = model_infer
         self._reflection_on = reflection_on
         # kserve hands over its own parse of sys.argv (`kwargs`); the settings' bounds win.
         self._bounds = message_bounds
@@ -72,7 +77,12 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
         servicer = grpc_server.InferenceServicer(self._data_plane, self._model_repository_extension)
         server = aio.server(
             futures.ThreadPoolExecutor(max_workers=max_workers),
-            interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
+            interceptors=(
+                Bypassing(LoggingInterceptor(), OWN_ERRORS),
+                Bypassing(ExceptionToStatusInterceptor(), OWN_ERRORS),
+            )
+            if self._model_infer
+            else (LoggingInterceptor(), ExceptionToStatusInterceptor()),
             options=[
                 ("grpc.max_send_message_length", self._bounds["grpc_max_send_message_length"]),
                 (
@@ -82,7 +92,8 @@ class PredictorGrpcServer(grpc_server.GRPCServer):  # type: ignore[misc]
                 ("grpc.so_reuseport", 0),
             ],
         )
-        server.add_generic_rpc_handlers((method_handlers(servicer, self._health),))
+        overrides = {"ModelInfer": self._model_infer} if self._model_infer else {}
+        server.add_generic_rpc_handlers((method_handlers(servicer, self._health, overrides),))
         if self._reflection_on:
             reflection.enable_server_reflection(
                 (SERVICE.full_name, reflection.SERVICE_NAME), server
@@ -136,17 +147,44 @@ class GrpcHealth:
 
 
 Handler = Callable[[Any, Any], Awaitable[Message]]
+# The methods whose handlers answer their own errors: kserve's interceptors pass them by.
+OWN_ERRORS: Final = frozenset({f"/{SERVICE.full_name}/ModelInfer"})
 
 
-def method_handlers(servicer: Any, health: GrpcHealth) -> grpc.GenericRpcHandler:
-    """The service's handlers, each parsing its request from bytes (see `_parsed`)."""
+class Bypassing(aio.ServerInterceptor):  # type: ignore[misc]
+    """`inner` for every method but those in `bypass`, which go straight to their handler."""
+
+    def __init__(self, inner: aio.ServerInterceptor, bypass: frozenset[str]) -> None:
+        self._inner = inner
+        self._bypass = bypass
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if handler_call_details.method in self._bypass:
+            return await continuation(handler_call_details)
+        return await self._inner.intercept_service(continuation, handler_call_details)
+
+
+def method_handlers(
+    servicer: Any, health: GrpcHealth, overrides: Mapping[str, Handler] | None = None
+) -> grpc.GenericRpcHandler:
+    """The service's handlers, each parsing its request from bytes (see `_parsed`):
+    `overrides`' by method name, else `health`'s, else `servicer`'s."""
+    overrides = overrides or {}
     handlers = {}
     for method in SERVICE.methods:
         if method.client_streaming or method.server_streaming:
             raise TypeError(f"{method.full_name} streams: only unary methods are handled")
         request_class = getattr(pb, method.input_type.name)
         response_class = getattr(pb, method.output_type.name)
-        handle = getattr(health, method.name, None) or getattr(servicer, method.name)
+        handle = (
+            overrides.get(method.name)
+            or getattr(health, method.name, None)
+            or getattr(servicer, method.name)
+        )
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             partial(_parsed, handle, request_class),
             request_deserializer=None,
@@ -172,12 +210,15 @@ def install(
     unloaded_liveness: float,
     reflection_on: bool,
     message_bounds: Mapping[str, int],
+    model_infer: Handler | None = None,
 ) -> None:
     """Have kserve's `ModelServer.start` build `PredictorGrpcServer`; `message_bounds`:
-    `grpc_max_send_message_length` and `grpc_max_receive_message_length`."""
+    `grpc_max_send_message_length` and `grpc_max_receive_message_length`; `model_infer`
+    answers ModelInfer instead of kserve's servicer."""
     kserve.model_server.GRPCServer = partial(
         PredictorGrpcServer,
         health=GrpcHealth(presence, unloaded_liveness),
         reflection_on=reflection_on,
         message_bounds=message_bounds,
+        model_infer=model_infer,
     )
