@@ -185,8 +185,9 @@ def method_handlers(
             or getattr(health, method.name, None)
             or getattr(servicer, method.name)
         )
+        parse = _parsed_aborting if method.name in overrides else _parsed
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            partial(_parsed, handle, request_class),
+            partial(parse, handle, request_class),
             request_deserializer=None,
             response_serializer=response_class.SerializeToString,
         )
@@ -202,6 +203,19 @@ async def _parsed(
         message = f"malformed {request_class.__name__}"
         logger.warning("gRPC: %s", message, extra={"client_error": True})
         raise InvalidArgument(message) from None
+    return await handle(request, context)
+
+
+async def _parsed_aborting(
+    handle: Handler, request_class: type[Message], raw: bytes, context: Any
+) -> Message:
+    """`_parsed` for a handler past kserve's interceptors: it aborts the call itself."""
+    try:
+        request = request_class.FromString(raw)
+    except DecodeError:
+        message = f"malformed {request_class.__name__}"
+        logger.warning("gRPC: %s", message, extra={"client_error": True})
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
     return await handle(request, context)
 
 
