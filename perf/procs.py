@@ -112,11 +112,13 @@ def spawn_predictor(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cpus: Sequence[int] | None = None,
+    grpc_port: int | None = None,
 ) -> Service:
     """`python -m predictor --model_dir DIR` on free ports (harness.server.spawn_server), on
-    `cpus` if given."""
+    `cpus` if given; gRPC on `grpc_port` if given."""
     started_at = time.perf_counter()
-    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env, cpus=cpus)
+    args = ["--model_dir", str(model_dir), *extra_args]
+    server = spawn_server(args, env, grpc_port=grpc_port, cpus=cpus)
     return Service("predictor", server.process, server.http_port, server.log_path, started_at)
 
 
