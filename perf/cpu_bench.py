@@ -32,7 +32,6 @@ from typing import Any, Final
 from harness.cpu import CpuWindow, cheapest, measure_windows
 from harness.payloads import fixed_body, path, unique_template
 from harness.pinning import CpuPlan, cpu_plan, pinned
-from harness.server import free_port
 from perf import grpc_load, report
 from perf.bench import check_answer
 from perf.loadgen import WRK_SCRIPT, Payload, WrkResult, parse_wrk, require, tool_version
@@ -184,8 +183,6 @@ def payload_of(target: Target) -> Payload:
 class CpuBench:
     def __init__(self, options: Options) -> None:
         self.options = options
-        self.grpc_port = 0
-        self.pid = 0
 
     def run_all(self) -> list[Measurement]:
         measurements = []
@@ -208,20 +205,16 @@ class CpuBench:
                     extra = ["--redis_url", redis_url]
                     if target.redis_hits:
                         extra += REDIS_HIT_FLAGS
-                self.grpc_port = free_port()
                 service, ready = (
-                    spawn_predictor(
-                        self.options.model_dir, extra, cpus=cpus.server, grpc_port=self.grpc_port
-                    ),
+                    spawn_predictor(self.options.model_dir, extra, cpus=cpus.server),
                     PREDICTOR_READY_PATH,
                 )
             stack.enter_context(running(service, ready))
             yield service
 
     def measure(self, service: Service, target: Target) -> Measurement:
-        self.pid = service.pid
         if target.grpc:
-            return self.measure_grpc(target)
+            return self.measure_grpc(service, target)
         o = self.options
         url = service.base_url + path(target.route)
         base = (TARGETS.index(target) + 1) * UNIQUE_RANGE
@@ -249,9 +242,9 @@ class CpuBench:
         )
         return Measurement(target, windows)
 
-    def measure_grpc(self, target: Target) -> Measurement:
+    def measure_grpc(self, service: Service, target: Target) -> Measurement:
         o = self.options
-        address = f"127.0.0.1:{self.grpc_port}"
+        address = f"127.0.0.1:{service.grpc_port}"
         grpc_load.check_grpc_answer(address)
         base = (TARGETS.index(target) + 1) * UNIQUE_RANGE
         step = UNIQUE_RANGE // (o.windows + 2)
@@ -265,7 +258,7 @@ class CpuBench:
 
         run(o.warmup, base + step)
         windows = measure_windows(
-            self.pid,
+            service.pid,
             o.windows,
             lambda n: run(o.seconds, base + (n + 2) * step),
             lambda load: load.requests,

@@ -44,6 +44,8 @@ class Service:
     log_path: Path
     started_at: float
     """`time.perf_counter()` just before the process was spawned."""
+    grpc_port: int = 0
+    """The gRPC port, for this project's server (0: none known)."""
 
     @property
     def base_url(self) -> str:
@@ -112,14 +114,19 @@ def spawn_predictor(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     cpus: Sequence[int] | None = None,
-    grpc_port: int | None = None,
 ) -> Service:
     """`python -m predictor --model_dir DIR` on free ports (harness.server.spawn_server), on
-    `cpus` if given; gRPC on `grpc_port` if given."""
+    `cpus` if given."""
     started_at = time.perf_counter()
-    args = ["--model_dir", str(model_dir), *extra_args]
-    server = spawn_server(args, env, grpc_port=grpc_port, cpus=cpus)
-    return Service("predictor", server.process, server.http_port, server.log_path, started_at)
+    server = spawn_server(["--model_dir", str(model_dir), *extra_args], env, cpus=cpus)
+    return Service(
+        "predictor",
+        server.process,
+        server.http_port,
+        server.log_path,
+        started_at,
+        server.grpc_port,
+    )
 
 
 def spawn_python_module(
