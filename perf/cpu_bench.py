@@ -6,7 +6,8 @@
 
 Requests per second on a shared, noisy machine say more about the neighbours than about
 the server. CPU time per request does not: the server is pinned to core 0 and the load
-generator (wrk) and the private redis-server to core 1, and the server's user + system
+generator (wrk; for gRPC ModelInfer h2load and k6, perf.grpc_load) and the private
+redis-server to core 1, and the server's user + system
 time (its whole process tree, from /proc/PID/stat) is divided by the requests wrk saw
 answered. Each target runs three windows and keeps the cheapest (a window disturbed by
 another process only ever costs more). Every figure is also given as a ratio to the floor
@@ -31,7 +32,7 @@ from typing import Any, Final
 from harness.cpu import CpuWindow, cheapest, measure_windows
 from harness.payloads import fixed_body, path, unique_template
 from harness.pinning import CpuPlan, cpu_plan, pinned
-from perf import report
+from perf import grpc_load, report
 from perf.bench import check_answer
 from perf.loadgen import WRK_SCRIPT, Payload, WrkResult, parse_wrk, require, tool_version
 from perf.procs import (
@@ -61,6 +62,8 @@ class Target:
     in-process tier and no response memo, so that Redis answers them (hits from Redis)."""
     floor: bool = False
     """True: the raw ASGI app instead of this project."""
+    grpc: bool = False
+    """True: gRPC ModelInfer, one row per call (hits: h2load; misses: k6)."""
 
 
 def _project_targets() -> list[Target]:
@@ -77,7 +80,19 @@ def _project_targets() -> list[Target]:
     ]
     targets += [
         Target(f"{route}-miss-redis", f"{name}, 0% hits, with Redis", route, False, redis=True)
-        for route, name in routes[:2]
+        for route, name in routes
+    ]
+    targets += [
+        Target("grpc-miss", "gRPC ModelInfer, 0% hits (k6)", "v2", False, grpc=True),
+        Target("grpc-hit", "gRPC ModelInfer, 100% hits (h2load)", "v2", True, grpc=True),
+        Target(
+            "grpc-miss-redis",
+            "gRPC ModelInfer, 0% hits, with Redis (k6)",
+            "v2",
+            False,
+            redis=True,
+            grpc=True,
+        ),
     ]
     targets.append(
         Target(
@@ -198,6 +213,8 @@ class CpuBench:
             yield service
 
     def measure(self, service: Service, target: Target) -> Measurement:
+        if target.grpc:
+            return self.measure_grpc(service, target)
         o = self.options
         url = service.base_url + path(target.route)
         base = (TARGETS.index(target) + 1) * UNIQUE_RANGE
@@ -222,6 +239,29 @@ class CpuBench:
             lambda n: run_wrk_pinned(url, payload, o.seconds, o.connections, start(n), o.cpus),
             lambda load: load.requests,
             prefill,
+        )
+        return Measurement(target, windows)
+
+    def measure_grpc(self, service: Service, target: Target) -> Measurement:
+        o = self.options
+        address = f"127.0.0.1:{service.grpc_port}"
+        grpc_load.check_grpc_answer(address)
+        base = (TARGETS.index(target) + 1) * UNIQUE_RANGE
+        step = UNIQUE_RANGE // (o.windows + 2)
+
+        def run(seconds: float, start: int) -> WrkResult:
+            if target.hits:
+                return grpc_load.run_h2load(address, seconds, o.connections, o.cpus.others)
+            return grpc_load.run_k6_unique(
+                address, seconds, o.connections, start, o.work_dir, o.cpus.others
+            )
+
+        run(o.warmup, base + step)
+        windows = measure_windows(
+            service.pid,
+            o.windows,
+            lambda n: run(o.seconds, base + (n + 2) * step),
+            lambda load: load.requests,
         )
         return Measurement(target, windows)
 
@@ -311,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         require("redis-server", "apt-get install -y redis-server")
     info, name = report.machine(), f"cpu-{report.stamp()}"
     info["wrk"] = tool_version(wrk, "-v")
+    if any(t.grpc and t.hits for t in options.targets):
+        h2load = require("h2load", "apt-get install -y nghttp2-client")
+        info["h2load"] = tool_version(h2load, "--version")
     started = time.monotonic()
     measurements = CpuBench(options).run_all()
     table = measurements_table(measurements)

@@ -44,6 +44,8 @@ class Service:
     log_path: Path
     started_at: float
     """`time.perf_counter()` just before the process was spawned."""
+    grpc_port: int = 0
+    """The gRPC port, for this project's server (0: none known)."""
 
     @property
     def base_url(self) -> str:
@@ -117,7 +119,14 @@ def spawn_predictor(
     `cpus` if given."""
     started_at = time.perf_counter()
     server = spawn_server(["--model_dir", str(model_dir), *extra_args], env, cpus=cpus)
-    return Service("predictor", server.process, server.http_port, server.log_path, started_at)
+    return Service(
+        "predictor",
+        server.process,
+        server.http_port,
+        server.log_path,
+        started_at,
+        server.grpc_port,
+    )
 
 
 def spawn_python_module(

@@ -36,7 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from predictor.cache.tiers.tiers.urls import check_redis_url
+from predictor.cache.urls import check_redis_url
 
 ENV_PREFIX: Final = "HOUSING_"
 # KServe's MODEL_INIT_MODE for a model directory that appears after start-up.
@@ -555,7 +555,7 @@ class KnownNames(PydanticBaseSettingsSource):
 
 @dataclass(frozen=True)
 class CacheSettings:
-    """What the cache tiers take (predictor.cache.tiers.tiers.tiers.build_cache)."""
+    """What the cache tiers take (predictor.cache.tiers.build_cache)."""
 
     local_max_entries: int
     local_ttl_seconds: float

@@ -1004,7 +1004,7 @@ def test_the_predictors_redis_user_can_run_only_what_the_cache_needs(
 
     from harness.cache_settings import cache_settings
     from harness.redis_server import RedisServer
-    from predictor.cache.tiers.redis_tier import RedisCache
+    from predictor.cache.redis_tier import RedisCache
 
     [container] = named(manifests["dev"], "Deployment", REDIS)["spec"]["template"]["spec"][
         "containers"

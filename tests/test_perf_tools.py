@@ -15,6 +15,7 @@ from harness.payloads import fixed_body, unique_template
 from harness.pinning import cpu_plan
 from harness.promtext import parse, percentiles_ms, quantile
 from harness.server import REPO
+from harness.system_tools import require_tool
 from perf import report
 from perf.bench import TARGETS, Measurement, evaluate
 from perf.coldstart import import_entries, per_package_seconds
@@ -256,3 +257,22 @@ def test_quick_cpu_bench_measures_server_cpu_per_request_against_the_floor(
     # A model behind kserve costs more than a constant answer; the table says by how much.
     assert rows["legacy-miss"]["cpu_us_per_request"] > rows["floor"]["cpu_us_per_request"]
     assert "| x floor |" in (out / data_path.name.replace(".json", ".md")).read_text()
+
+
+def test_quick_cpu_bench_measures_grpc_model_infer_beside_rest(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    require_tool("h2load", "for gRPC ModelInfer hits in make bench-cpu")
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "perf.cpu_bench", "--model_dir", str(model_dir), "--quick"]
+    command += ["--windows", "1", "--targets", "v2-hit,grpc-miss,grpc-hit"]
+    command += ["--out", str(out), "--work_dir", str(tmp_path / "work")]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (data_path,) = out.glob("cpu-*.json")
+    rows = {m["key"]: m for m in json.loads(data_path.read_text())["measurements"]}
+    assert list(rows) == ["v2-hit", "grpc-miss", "grpc-hit"]
+    for row in rows.values():
+        assert row["errors"] == 0 and row["windows"][0]["requests"] > 0
+        assert row["cpu_us_per_request"] > 0

@@ -3,8 +3,8 @@
 Every route (legacy `/predict`, V1, V2 REST and gRPC) goes through this one class, so
 identical rows get identical keys, cache entries and predictions. The protocol modules
 (predictor.protocol) decode and validate each request into rows before `preprocess`, and
-encode what `postprocess` returns; kserve's gRPC server calls the model with its own
-`InferRequest`, decoded here by the same V2 module.
+encode what `postprocess` returns (gRPC ModelInfer: predictor.grpc_infer; a kserve
+`InferRequest`, should kserve's servicer hand one over, is decoded here by the V2 module).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from kserve.logging import logger
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
 from kserve.protocol.infer_type import InferRequest
 
-from predictor.cache.tiers.tiers.tiers.keys import cache_key, canonical_rows, row_digests
-from predictor.cache.tiers.tiers.tiers.single_flight import SingleFlight
-from predictor.cache.tiers.tiers.tiers.tiers import PredictionCache
+from predictor.cache.keys import cache_key, canonical_rows, row_digests
+from predictor.cache.single_flight import SingleFlight
+from predictor.cache.tiers import PredictionCache
 from predictor.metrics import (
     CACHE_MISSES,
     MODEL_SECONDS,
@@ -33,11 +33,11 @@ from predictor.metrics import (
     ROWS_PREDICTED,
     count,
 )
-from predictor.model.housing.housing.housing.artifact import load_artifact, load_serving_model
-from predictor.model.housing.housing.housing.compiled import KIND_COMPILED_HGB, Regressor
-from predictor.model.housing.housing.housing.drift import DriftReference, Exported, FeatureHistogram
-from predictor.model.housing.housing.housing.explain import Explainer, ExplainerLoader, Explanations, TreeShap
-from predictor.protocol import legacy, v1, v2
+from predictor.model.artifact import load_artifact, load_serving_model
+from predictor.model.compiled import KIND_COMPILED_HGB, Regressor
+from predictor.model.drift import DriftReference, Exported, FeatureHistogram
+from predictor.model.explain import Explainer, ExplainerLoader, Explanations, TreeShap
+from predictor.protocol import legacy, v1, v2, v2_grpc
 from predictor.protocol.schema import N_FEATURES, InvalidRows
 from predictor.upstream.prometheus_histogram import FastObserver
 
@@ -166,8 +166,9 @@ class HousingModel(Model):  # type: ignore[misc]
         ]
 
     async def run(self, request: Decoded) -> tuple[Any, str]:
-        """preprocess → predict → postprocess for the REST routes: the answer and the
-        cache status (HIT, PARTIAL, MISS).
+        """preprocess → predict → postprocess for the project's routes (REST, and gRPC
+        ModelInfer in predictor.grpc_infer): the answer and the cache status (HIT,
+        PARTIAL, MISS).
 
         The same stages kserve's `__call__` runs, timed in the same kserve histograms
         (`request_preprocess_seconds`, `request_predict_seconds`,
@@ -229,7 +230,7 @@ class HousingModel(Model):  # type: ignore[misc]
         entirely from it (the common case under repeated traffic) ends there. Misses go to
         the model directly when nothing on the way can suspend (in-process cache, model on
         the event loop: no other request can run in between); otherwise through single
-        flight (predictor.cache.tiers.tiers.tiers.single_flight), so concurrent identical misses look up the shared
+        flight (predictor.cache.single_flight), so concurrent identical misses look up the shared
         tier and run the model once.
         """
         keys = payload.keys
@@ -326,7 +327,8 @@ class HousingModel(Model):  # type: ignore[misc]
         response_headers: dict[str, str] | None = None,
     ) -> Any:
         """The answer as its protocol shapes it: a JSON-ready dict (legacy, V1), a V2 REST
-        answer (predictor.protocol.v2), or kserve's `InferResponse` (gRPC)."""
+        answer (predictor.protocol.v2), or a `ModelInferResponse` (gRPC,
+        predictor.protocol.v2_grpc)."""
         if response_headers is not None:
             response_headers["X-Model-Version"] = self.version
             response_headers["X-Cache"] = result.cache_status
@@ -347,4 +349,4 @@ class HousingModel(Model):  # type: ignore[misc]
         table = None if explained is None else explained.table()
         if route is Route.V2:
             return v2.rest_answer(request.spec, predictions, self.name, self.version, table)
-        return v2.grpc_answer(request.spec, predictions, self.name, self.version, table)
+        return v2_grpc.response(request.spec, predictions, self.name, self.version, table)

@@ -6,8 +6,9 @@ A request's rows come as either
   MLServer's PandasCodec sends (`content_type: "pd"`), and KServe's sklearnserver reads,
 in FP32, FP64 or any integer datatype (INT8 to INT64, UINT8 to UINT64: what NumPy integer arrays
 encode to). Over REST the data is JSON (flat or nested) or raw bytes (the binary tensor
-extension, predictor.protocol.binary); over gRPC, kserve's `InferRequest` decodes the
-message. Either way one check turns them into a validated float64 matrix, so a row means
+extension, predictor.protocol.binary); over gRPC, predictor.protocol.v2_grpc reads the
+message (and `grpc_rows` below kserve's `InferRequest`, should kserve's servicer hand one
+over). Either way one check turns them into a validated float64 matrix, so a row means
 the same thing (same key, same prediction) whatever route and encoding carried it.
 
 The model has two outputs: `predict` (FP64, shape `[N]`), the one answered unless
@@ -27,7 +28,7 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+from kserve.protocol.infer_type import InferRequest
 
 from predictor.protocol.binary import (
     BadBinaryBody,
@@ -128,13 +129,13 @@ def rest_rows(
     """The validated rows of an outline-checked REST request, and how to answer it."""
     binary, outputs = _rest_outputs(request)
     inputs: list[dict[str, Any]] = request["inputs"]
-    _check_rows(inputs, max_rows)
+    check_rows(inputs, max_rows)
     offset = 0
     tensors = []
     for tensor in inputs:
         datatype = tensor["datatype"]
         if datatype not in DATATYPES:
-            raise _bad_datatype(datatype)
+            raise bad_datatype(datatype)
         shape: list[int] = tensor["shape"]
         if sent_in_binary(tensor):
             assert tail is not None  # extension_problem checked it
@@ -147,7 +148,7 @@ def rest_rows(
     return rows_of(tensors), AnswerSpec(request.get("id"), binary, outputs)
 
 
-def _check_rows(inputs: Sequence[Any], max_rows: int) -> None:
+def check_rows(inputs: Sequence[Any], max_rows: int) -> None:
     """Refuse a batch over `max_rows` from its shapes alone, before reading any data."""
     for tensor in inputs:
         shape = tensor["shape"] if isinstance(tensor, dict) else list(tensor.shape)
@@ -232,13 +233,13 @@ def outline_problem(body: Any) -> str | None:
         problem = _optional_fields_problem(output, f"outputs[{index}].", _TENSOR_OPTIONAL)
         if problem:
             return problem
-        problem = _output_problem(output["name"], seen)
+        problem = output_problem(output["name"], seen)
         if problem:
             return problem
     return None
 
 
-def _output_problem(name: str, seen: set[str]) -> str | None:
+def output_problem(name: str, seen: set[str]) -> str | None:
     """Only `predict` and `treeshap_output` exist; each named at most once."""
     if name not in OUTPUTS:
         return (
@@ -289,7 +290,7 @@ def _binary_asked(output: dict[str, Any], default: bool) -> bool:
     return default if asked is None else asked is True
 
 
-# -- gRPC requests (decoded by kserve) --------------------------------------------------
+# -- gRPC requests as kserve decodes them ------------------------------------------------
 
 
 def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerSpec]:
@@ -298,14 +299,14 @@ def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerS
     seen: set[str] = set()
     requested = request.request_outputs or ()
     for output in requested:
-        problem = _output_problem(output.name, seen)
+        problem = output_problem(output.name, seen)
         if problem:
             raise request_error(problem)
-    _check_rows(request.inputs, max_rows)
+    check_rows(request.inputs, max_rows)
     tensors = []
     for tensor in request.inputs:
         if tensor.datatype not in DATATYPES:
-            raise _bad_datatype(tensor.datatype)
+            raise bad_datatype(tensor.datatype)
         shape = list(tensor.shape)
         try:
             values = tensor.as_numpy().reshape(-1)
@@ -395,14 +396,14 @@ def _as_float64(tensor: Tensor) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _bad_datatype(datatype: str) -> InvalidRows:
+def bad_datatype(datatype: str) -> InvalidRows:
     return request_error(f"input datatype must be one of {_DATATYPE_NAMES}, got {datatype}")
 
 
 # -- answers ----------------------------------------------------------------------------
 
 
-def _output_values(
+def output_values(
     spec: AnswerSpec, predictions: np.ndarray, treeshap: np.ndarray | None
 ) -> list[tuple[str, bool, np.ndarray]]:
     """(name, binary, values) of each output to answer, in the requested order."""
@@ -429,7 +430,7 @@ def rest_answer(
     object); the id is the request's, or a new one."""
     outputs = []
     tails = []
-    for name, binary, values in _output_values(spec, predictions, treeshap):
+    for name, binary, values in output_values(spec, predictions, treeshap):
         output: dict[str, Any] = {"name": name, "datatype": "FP64", "shape": list(values.shape)}
         if binary:
             raw = values.astype("<f8").tobytes()
@@ -445,26 +446,3 @@ def rest_answer(
         "outputs": outputs,
     }
     return RestAnswer(orjson.dumps(answer), b"".join(tails) if tails else None)
-
-
-def grpc_answer(
-    spec: AnswerSpec,
-    predictions: np.ndarray,
-    model_name: str,
-    version: str,
-    treeshap: np.ndarray | None = None,
-) -> InferResponse:
-    """The gRPC answer, which kserve's servicer turns into a ModelInferResponse."""
-    outputs = [
-        InferOutput(
-            name=name, shape=list(values.shape), datatype="FP64", data=values.ravel().tolist()
-        )
-        for name, _, values in _output_values(spec, predictions, treeshap)
-    ]
-    return InferResponse(
-        response_id=spec.request_id or str(uuid.uuid4()),
-        model_name=model_name,
-        model_version=version,
-        infer_outputs=outputs,
-        use_binary_outputs=spec.binary,
-    )

@@ -2,7 +2,7 @@
 
 `versioned_servicer` subclasses `kserve.protocol.grpc.servicer.InferenceServicer` so that
 ModelReady, ModelMetadata and ModelInfer answer the served version like the unversioned
-request, and any other version NOT_FOUND naming both (predictor.model.housing.housing.housing.versions). ModelInfer also refuses a tensor
+request, and any other version NOT_FOUND naming both (predictor.model.versions). ModelInfer also refuses a tensor
 with two `*_contents` fields set (predictor.protocol.v2.grpc_contents_problem), which
 kserve's decoder would half read.
 """
@@ -19,7 +19,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
-from predictor.model.housing.housing.housing.versions import unserved
+from predictor.model.versions import unserved
 from predictor.protocol.v2 import grpc_contents_problem
 
 _PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
