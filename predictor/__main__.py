@@ -9,16 +9,16 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
 
-from predictor.cache.tiers.tiers.tiers.tiers.redis_policy import model_seconds_per_row
-from predictor.cache.tiers.tiers.tiers.tiers.tiers import TieredCache, build_cache
+from predictor.cache.redis_policy import model_seconds_per_row
+from predictor.cache.tiers import TieredCache, build_cache
 from predictor.memory import return_large_blocks
-from predictor.model.housing.housing.housing.housing.artifact import ModelArtifactError
-from predictor.model.housing.housing.housing.housing.wait import wait_for_model_dir
+from predictor.model.artifact import ModelArtifactError
+from predictor.model.wait import wait_for_model_dir
 
 if TYPE_CHECKING:
     from kserve.model_repository import ModelRepository
 
-    from predictor.model.housing.housing.housing.housing.housing import HousingModel
+    from predictor.model.housing import HousingModel
 
 HTTP_PORT: Final = 8080
 HTTPS_PORT: Final = 8443
@@ -37,13 +37,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kserve.protocol.dataplane import DataPlane
 
     from predictor import errors, logs
-    from predictor.grpc.server import GrpcConfig, GrpcHealth, build_grpc_server
-    from predictor.model.housing.housing.housing.housing.housing import HousingModel
-    from predictor.model.housing.housing.housing.housing.presence import ModelPresence
+    from predictor.admission import Admission
+    from predictor.grpc import bounds, tls
+    from predictor.grpc.calls import Calls
+    from predictor.grpc.health import V2Health
+    from predictor.grpc.infer import ModelInferServicer
+    from predictor.grpc.repository import RepositoryRpcs
+    from predictor.grpc.server import GrpcConfig, GrpcServices, build_grpc_server
+    from predictor.model.housing import HousingModel
+    from predictor.model.presence import ModelPresence
     from predictor.rest.app import create_app, served_extensions
     from predictor.rest.kserve_app import kserve_app
     from predictor.server import Servers, record_early_signals
     from predictor.upstream import kserve_dataplane
+    from predictor.upstream.grpc_errors import SEND_FAILURES
     from predictor.upstream.kserve_grpc_servicer import versioned_servicer
     from predictor.upstream.kserve_repository import repository_extension
     from predictor.upstream.uvicorn_protocol import protocol_factory
@@ -61,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(
         settings.log_format,
         settings.log_level,
-        errors.CLIENT_ERRORS,
+        errors.CLIENT_ERRORS + SEND_FAILURES,
         settings.client_error_log_lines_per_minute,
     )
     if settings.model_wait and not wait_for_model_dir(settings.model_dir, settings.model_wait):
@@ -95,8 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         access_log_format=settings.access_log_format,
     )
     presence = ModelPresence(model, registry)
+    admission = Admission(settings.max_inflight)  # one in-flight bound, REST's and gRPC's
+    try:
+        credentials = tls.server_credentials(settings.ssl_certfile, settings.ssl_keyfile)
+    except tls.TlsFilesError as e:
+        logger.error("Cannot serve gRPC over TLS: %s", e)
+        return 2
     config = uvicorn.Config(
-        create_app(settings, model, kserve, presence),
+        create_app(settings, model, kserve, presence, admission),
         host="0.0.0.0",
         port=_http_port(settings.http_port, settings.ssl_certfile, settings.ssl_keyfile),
         http=protocol_factory(settings.limits),
@@ -114,12 +127,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             port=settings.grpc_port,
             max_threads=settings.max_threads,
             reflection=settings.enable_grpc_reflection,
-            max_send_message_length=settings.grpc_max_send_message_length,
-            max_receive_message_length=settings.grpc_max_receive_message_length,
+            options=[
+                ("grpc.max_send_message_length", settings.grpc_max_send_message_length),
+                ("grpc.max_receive_message_length", settings.grpc_max_receive_message_length),
+                *bounds.server_options(settings),
+            ],
+            tls=credentials,
         )
-        servicer = versioned_servicer(dataplane, repository, model.name, model.version)
-        health = GrpcHealth(presence, settings.unloaded_liveness_seconds)
-        grpc = partial(build_grpc_server, grpc_config, servicer, health)
+        services = GrpcServices(
+            kserve=versioned_servicer(dataplane, repository, model.name, model.version),
+            model_infer=ModelInferServicer(model, registry),
+            health=V2Health(presence, settings.unloaded_liveness_seconds),
+            repository=RepositoryRpcs(repository),
+            presence=presence,
+            calls=Calls(admission, settings.grpc_receive_timeout_seconds),
+        )
+        grpc = partial(build_grpc_server, grpc_config, services)
     lifetime = _Lifetime(cache, model, registry, config)
     servers = Servers(
         OwnedSignalsServer(config),

@@ -1,9 +1,9 @@
 """Logging: one JSON object per line, errors only per request, the request id attached.
 
-kserve's and uvicorn's loggers are configured here before kserve's ModelServer would
-configure them itself. Successful requests are not logged (uvicorn's access log and kserve's
-per-request timing lines are kept at WARNING): at thousands of requests a second they would
-cost more than the requests. `/metrics` counts and times every request instead.
+kserve's, uvicorn's and grpc's loggers are configured here, once, in `main()`. Successful
+requests are not logged (uvicorn's access log and kserve's per-request timing lines are
+kept at WARNING): at thousands of requests a second they would cost more than the
+requests. `/metrics` counts and times every request instead.
 
 Client errors (a bad request is the client's doing, not the server's) are one short
 WARNING line each, without a traceback, and at most `client_error_lines_per_minute` of
@@ -45,18 +45,13 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# kserve's gRPC interceptor logs every call at INFO, like an access log: dropped, as
-# successful REST requests are not logged either.
-_KSERVE_GRPC_CALL: Final = "grpc method: "
-
-
 class ClientErrorFilter(logging.Filter):
     """Shortens and rate-limits client-error records (see the module docstring).
 
-    A record is a client error when it carries `client_error=True` (our own lines), an
-    exception of one of `client_errors` (kserve's gRPC interceptor logs those at ERROR with
-    the traceback). A token bucket of `per_minute` lines, refilled continuously; the line
-    that follows a dropped run says how many were dropped.
+    A record is a client error when it carries `client_error=True` (our own lines), or an
+    exception of one of `client_errors` (grpcio logs a failed send, the client gone, at
+    ERROR with the traceback). A token bucket of `per_minute` lines, refilled
+    continuously; the line that follows a dropped run says how many were dropped.
     """
 
     def __init__(
@@ -76,8 +71,6 @@ class ClientErrorFilter(logging.Filter):
         self._lock = threading.Lock()  # gRPC handlers log from worker threads too
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno == logging.INFO and str(record.msg).startswith(_KSERVE_GRPC_CALL):
-            return False
         exc = record.exc_info[1] if record.exc_info else None
         if not (getattr(record, "client_error", False) or isinstance(exc, self._kinds)):
             return True

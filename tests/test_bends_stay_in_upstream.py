@@ -23,7 +23,8 @@ THIRD_PARTY = (
     "google", "pydantic", "pydantic_settings", "sklearn", "numpy", "shap", "orjson",
 )  # fmt: skip
 # Classes their projects mean to be subclassed: kserve's custom-model base, a custom
-# Prometheus collector, pydantic models and settings sources, and exception classes.
+# Prometheus collector, pydantic models and settings sources, exception classes, and the
+# servicer bases that gRPC generates for each service.
 EXTENSION_POINTS = {
     "kserve.Model",
     "prometheus_client.registry.Collector",
@@ -97,6 +98,8 @@ def bends(text: str, where: str) -> list[str]:
                     origin = origin + ast.unparse(base)[len(root_name(base) or "") :]
                 if origin in EXTENSION_POINTS or origin.endswith(("Error", "Exception")):
                     continue
+                if "_pb2_grpc." in origin and origin.endswith("Servicer"):
+                    continue  # a generated gRPC service base, meant to be implemented
                 found.append(f"{where}:{node.lineno}: {node.name} subclasses {origin}")
     return found
 

@@ -27,22 +27,20 @@ EXTRAS: Final = ("tests", "dev", "perf")
 # Distributions whose internals the project bends (subclasses, patches, private attributes),
 # by the name the code imports: each is bounded in setup.cfg to the minor the pins hold.
 BENT: Final = {
-    "kserve": "kserve",  # predictor/upstream/kserve_*.py, grpc_server.py; server.py
-    "grpc": "grpcio",  # upstream/grpc_server.py: the aio server and its options
-    "grpc_reflection": "grpcio-reflection",  # upstream/grpc_server.py
-    "uvicorn": "uvicorn",  # upstream/uvicorn_protocol.py subclasses HttpToolsProtocol
+    "kserve": "kserve",  # upstream/kserve_*.py: data plane, servicer, repository extension
+    "grpc": "grpcio",  # upstream/grpc_errors.py: ExecuteBatchError, from its Cython module
+    "uvicorn": "uvicorn",  # upstream/uvicorn_protocol.py and uvicorn_server.py subclass it
     "httptools": "httptools",  # the parser that protocol drives and whose errors it maps
-    "starlette": "starlette",  # upstream/starlette_stack.py wraps build_middleware_stack
-    "fastapi": "fastapi",  # upstream/kserve_rest_app.py: router and user_middleware
     "prometheus_client": "prometheus-client",  # upstream/prometheus_histogram.py: _buckets
-    "sklearn": "scikit-learn",  # fast_model.py reads _predictors, _baseline_prediction
+    "sklearn": "scikit-learn",  # upstream/sklearn_hgb.py reads _predictors
 }
 # What else predictor/upstream/ imports, for public names only (not bent, not bounded here).
 PUBLIC_ONLY: Final = {
     "google.protobuf": "protobuf",  # DecodeError, and kserve's generated messages' parsing
     "grpc_interceptor": "grpc-interceptor",  # its status exceptions
-    "timing_asgi": "timing-asgi",  # the middleware class, to find it in kserve's list
     "orjson": "orjson",  # the JSON of the protocol's own refusals
+    "numpy": "numpy",  # upstream/sklearn_hgb.py: the trees' node arrays
+    "starlette": "starlette",  # ASGI types
 }
 
 

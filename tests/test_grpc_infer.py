@@ -18,8 +18,8 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceStub
 
 from harness.server import ServerProcess
-from predictor.protocol.v2 import DATATYPES
 from predictor.protocol.schema import FEATURES
+from predictor.protocol.v2 import DATATYPES
 
 V2 = "/v2/models/housing/infer"
 # Rows every integer type holds (INT8 included); the unsigned ones without the longitude's sign.

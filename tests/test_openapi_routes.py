@@ -31,6 +31,7 @@ def server_route_table() -> set[tuple[str, str]]:
     from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
+    from predictor.admission import Admission
     from predictor.model.housing import HousingModel
     from predictor.model.presence import ModelPresence
     from predictor.rest.app import create_app
@@ -43,7 +44,8 @@ def server_route_table() -> set[tuple[str, str]]:
     app = kserve_app(dataplane, repository, model_name=MODEL, max_batch_size=1000, docs=True)
     settings = parse_settings(["--model_dir", "/nowhere"])
     model = HousingModel(MODEL, Path("/nowhere"), LocalCache(10, 1.0), 1000)
-    front = create_app(settings, model, app, ModelPresence(model, registry))
+    presence = ModelPresence(model, registry)
+    front = create_app(settings, model, app, presence, Admission(settings.max_inflight))
     table = {(m, p) for p, methods in walk(app.router.routes) for m in methods}
     table |= {(m, p) for p, methods in front.route_table().items() for m in methods}
     return {

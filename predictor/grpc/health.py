@@ -1,4 +1,10 @@
-"""`grpc.health.v1.Health` (Check and Watch), true to the same readiness as REST's.
+"""gRPC health, true to the same readiness and liveness as REST's (predictor.model.presence).
+
+`V2Health`: the V2 service's `ServerReady` and `ServerLive`, as REST's `/v2/health/ready`
+and `/v2/health/live` answer at that moment (liveness fails only after the model has been
+gone for `unloaded_liveness` seconds).
+
+`Health`: `grpc.health.v1.Health` (Check and Watch).
 
 Kubernetes' native `grpc:` probes, grpc-health-probe and load balancers ask this service.
 The server (service `""`) and the V2 inference service are SERVING while the model is
@@ -20,6 +26,7 @@ from typing import Any, Final, Protocol
 import grpc
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 SERVICE_NAME: Final = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 WATCH_INTERVAL_SECONDS: Final = 0.5
@@ -33,6 +40,25 @@ class Presence(Protocol):
 
     def gone_for(self) -> float | None:
         """Seconds since the model went missing; None while it is there."""
+
+
+class V2Health:
+    """`ServerReady` and `ServerLive` of the V2 service (see the module docstring)."""
+
+    def __init__(self, presence: Presence, unloaded_liveness: float) -> None:
+        self._presence = presence
+        self._bound = unloaded_liveness
+
+    async def ServerReady(
+        self, request: pb.ServerReadyRequest, context: Any
+    ) -> pb.ServerReadyResponse:
+        return pb.ServerReadyResponse(ready=self._presence.gone_for() is None)
+
+    async def ServerLive(
+        self, request: pb.ServerLiveRequest, context: Any
+    ) -> pb.ServerLiveResponse:
+        gone = self._presence.gone_for()
+        return pb.ServerLiveResponse(live=gone is None or gone < self._bound)
 
 
 class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]

@@ -1,44 +1,48 @@
-"""The gRPC server: built here on grpc.aio, with kserve's V2 servicer and protos.
+"""The gRPC server: built here on grpc.aio, with kserve's V2 protos.
 
-Compared with kserve's own `GRPCServer`:
-- the port is bound without `SO_REUSEPORT` (gRPC sets it by default): a second server on
-  a taken port fails at start with one line, as uvicorn does for a taken HTTP port,
-  instead of sharing the port and splitting traffic between two processes;
-- requests arrive as bytes and are parsed here: a malformed message is `INVALID_ARGUMENT`
-  ("malformed ModelInferRequest") with one short, rate-limited WARNING line (grpc's own
-  deserializer failed the call as `UNKNOWN` with an internal class name and logged an
-  ERROR traceback per call);
-- `ServerReady` and `ServerLive` answer as REST readiness and liveness do
-  (predictor.rest.routes.health), so that they agree at every moment, an unload included;
-- server reflection (grpcio-reflection) is on unless turned off.
+What it serves:
+- the V2 service (`inference.GRPCInferenceService`), each method through one wrapper
+  (predictor.grpc.calls: the request's arrival bounded, parsed here, its request id, its
+  error as a status, admission and timing for ModelInfer): ModelInfer on the project's
+  own path (predictor.grpc.infer), ServerReady and ServerLive as REST's readiness and
+  liveness (predictor.grpc.health), repository load and unload in every client's layout
+  (predictor.grpc.repository), metadata and model readiness from kserve's servicer;
+- `grpc.health.v1.Health`, and server reflection (v1 and v1alpha) unless turned off.
 
-predictor.server starts, supervises and stops it.
+How it listens: the port is bound without `SO_REUSEPORT` (gRPC sets it by default), so a
+second server on a taken port fails at start with one line, as uvicorn does for a taken
+HTTP port, instead of sharing the port and splitting traffic between two processes; over
+TLS when a certificate is given (predictor.grpc.tls); with grpc-core's connection bounds
+(predictor.grpc.bounds). predictor.server starts, supervises and stops it.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
 import grpc
-from google.protobuf.message import DecodeError, Message
 from grpc import aio
-from grpc_interceptor.exceptions import InvalidArgument
-from grpc_reflection.v1alpha import reflection
 from kserve.logging import logger as kserve_logger
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
-from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor, LoggingInterceptor
 
-from predictor.model.housing.housing.housing.housing.presence import ModelPresence
+from predictor.grpc.calls import Calls
+from predictor.grpc.health import SERVICE_NAME as HEALTH_SERVICE
+from predictor.grpc.health import Presence, V2Health, add_health
+from predictor.grpc.reflection import add_reflection
+from predictor.grpc.repository import RepositoryRpcs, repository_request
+from predictor.grpc.tls import add_port
 
 logger: Final = logging.getLogger("kserve.predictor.grpc")
 
 SERVICE: Final = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+MODEL_INFER: Final = "ModelInfer"
+_REPOSITORY_METHODS: Final = frozenset({"RepositoryModelLoad", "RepositoryModelUnload"})
 
 
 class PortInUse(SystemExit):
@@ -47,38 +51,83 @@ class PortInUse(SystemExit):
 
 @dataclass(frozen=True)
 class GrpcConfig:
-    """How the gRPC server is built (from predictor.settings)."""
+    """How the gRPC server listens (from predictor.settings)."""
 
     port: int
     max_threads: int
     reflection: bool
-    max_send_message_length: int
-    max_receive_message_length: int
+    options: Sequence[tuple[str, int]]
+    """grpc-core channel arguments: message sizes, predictor.grpc.bounds' bounds."""
+    tls: grpc.ServerCredentials | None
 
 
-def build_grpc_server(config: GrpcConfig, servicer: Any, health: GrpcHealth) -> aio.Server:
+@dataclass(frozen=True)
+class GrpcServices:
+    """What the V2 service's methods are answered by."""
+
+    kserve: Any
+    """kserve's servicer (predictor.upstream.kserve_grpc_servicer): metadata, model ready."""
+    model_infer: Any
+    """predictor.grpc.infer.ModelInferServicer."""
+    health: V2Health
+    repository: RepositoryRpcs
+    presence: Presence
+    calls: Calls
+
+
+def build_grpc_server(config: GrpcConfig, services: GrpcServices) -> aio.Server:
     """The server, its port bound (exits 1 if taken), not started."""
     server = aio.server(
         futures.ThreadPoolExecutor(max_workers=config.max_threads),
-        interceptors=(LoggingInterceptor(), ExceptionToStatusInterceptor()),
-        options=[
-            ("grpc.max_send_message_length", config.max_send_message_length),
-            ("grpc.max_receive_message_length", config.max_receive_message_length),
-            ("grpc.so_reuseport", 0),
-        ],
+        options=[*config.options, ("grpc.so_reuseport", 0)],
     )
-    server.add_generic_rpc_handlers((method_handlers(servicer, health),))
+    server.add_generic_rpc_handlers((method_handlers(services),))
+    add_health(server, services.presence, [SERVICE.full_name])
     if config.reflection:
-        reflection.enable_server_reflection((SERVICE.full_name, reflection.SERVICE_NAME), server)
+        add_reflection(server, (SERVICE.full_name, HEALTH_SERVICE))
     _refuse_taken(config.port)
     try:
-        server.add_insecure_port(f"[::]:{config.port}")
+        add_port(server, f"[::]:{config.port}", config.tls)
     except RuntimeError:  # taken since `_refuse_taken` looked
         _port_in_use(config.port)
     kserve_logger.info(
-        "Starting gRPC server on [::]:%d (%d workers)", config.port, config.max_threads
+        "Starting gRPC server on [::]:%d (%d workers%s)",
+        config.port,
+        config.max_threads,
+        ", TLS" if config.tls is not None else "",
     )
     return server
+
+
+def method_handlers(services: GrpcServices) -> grpc.GenericRpcHandler:
+    """The V2 service's handlers (see the module docstring)."""
+    handlers = {}
+    for method in SERVICE.methods:
+        if method.client_streaming or method.server_streaming:
+            raise TypeError(f"{method.full_name} streams: only unary methods are handled")
+        name = method.name
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        answering = (services.model_infer, services.health, services.repository)
+        handle = next(
+            (getattr(s, name) for s in answering if hasattr(s, name)),
+            getattr(services.kserve, name),
+        )
+        parse = (
+            partial(repository_request, request_class)
+            if name in _REPOSITORY_METHODS
+            else request_class.FromString
+        )
+        infer = name == MODEL_INFER
+        handlers[name] = services.calls.handler(
+            f"/{SERVICE.full_name}/{name}",
+            handle,
+            parse,
+            response_class.SerializeToString,
+            admitted=infer,
+            timed=infer,
+        )
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
 
 
 def _refuse_taken(port: int) -> None:
@@ -102,50 +151,3 @@ def _refuse_taken(port: int) -> None:
 def _port_in_use(port: int) -> None:
     kserve_logger.error("gRPC port %d is in use: is another server running?", port)
     raise PortInUse(1)
-
-
-class GrpcHealth:
-    """`ServerReady` and `ServerLive` from the same truth as REST's readiness and liveness."""
-
-    def __init__(self, presence: ModelPresence, unloaded_liveness: float) -> None:
-        self._presence = presence
-        self._bound = unloaded_liveness
-
-    async def ServerReady(self, request: pb.ServerReadyRequest, context: Any) -> Message:
-        return pb.ServerReadyResponse(ready=self._presence.gone_for() is None)
-
-    async def ServerLive(self, request: pb.ServerLiveRequest, context: Any) -> Message:
-        gone = self._presence.gone_for()
-        return pb.ServerLiveResponse(live=gone is None or gone < self._bound)
-
-
-Handler = Callable[[Any, Any], Awaitable[Message]]
-
-
-def method_handlers(servicer: Any, health: GrpcHealth) -> grpc.GenericRpcHandler:
-    """The service's handlers, each parsing its request from bytes (see `_parsed`)."""
-    handlers = {}
-    for method in SERVICE.methods:
-        if method.client_streaming or method.server_streaming:
-            raise TypeError(f"{method.full_name} streams: only unary methods are handled")
-        request_class = getattr(pb, method.input_type.name)
-        response_class = getattr(pb, method.output_type.name)
-        handle = getattr(health, method.name, None) or getattr(servicer, method.name)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            partial(_parsed, handle, request_class),
-            request_deserializer=None,
-            response_serializer=response_class.SerializeToString,
-        )
-    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
-
-
-async def _parsed(
-    handle: Handler, request_class: type[Message], raw: bytes, context: Any
-) -> Message:
-    try:
-        request = request_class.FromString(raw)
-    except DecodeError:
-        message = f"malformed {request_class.__name__}"
-        logger.warning("gRPC: %s", message, extra={"client_error": True})
-        raise InvalidArgument(message) from None
-    return await handle(request, context)

@@ -3,8 +3,8 @@
 Every route (legacy `/predict`, V1, V2 REST and gRPC) goes through this one class, so
 identical rows get identical keys, cache entries and predictions. The protocol modules
 (predictor.protocol) decode and validate each request into rows before `preprocess`, and
-encode what `postprocess` returns (gRPC ModelInfer: predictor.grpc_infer; a kserve
-`InferRequest`, should kserve's servicer hand one over, is decoded here by the V2 module).
+encode what `postprocess` returns; the routes (predictor.rest.routes, and gRPC ModelInfer in
+predictor.grpc.infer) call `run`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from typing import Any, Final
 
 import numpy as np
 from kserve import Model
-from kserve.errors import InvalidInput
 from kserve.logging import logger
 from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME
-from kserve.protocol.infer_type import InferRequest
 
 from predictor.cache.keys import cache_key, canonical_rows, row_digests
 from predictor.cache.single_flight import SingleFlight
@@ -38,7 +36,7 @@ from predictor.model.compiled import KIND_COMPILED_HGB, Regressor
 from predictor.model.drift import DriftReference, Exported, FeatureHistogram
 from predictor.model.explain import Explainer, ExplainerLoader, Explanations, TreeShap
 from predictor.protocol import legacy, v1, v2, v2_grpc
-from predictor.protocol.schema import N_FEATURES, InvalidRows
+from predictor.protocol.schema import N_FEATURES
 from predictor.upstream.prometheus_histogram import FastObserver
 
 # Up to this many uncached rows the compiled model runs on the event loop: it costs
@@ -167,7 +165,7 @@ class HousingModel(Model):  # type: ignore[misc]
 
     async def run(self, request: Decoded) -> tuple[Any, str]:
         """preprocess → predict → postprocess for the project's routes (REST, and gRPC
-        ModelInfer in predictor.grpc_infer): the answer and the cache status (HIT,
+        ModelInfer in predictor.grpc.infer): the answer and the cache status (HIT,
         PARTIAL, MISS).
 
         The same stages kserve's `__call__` runs, timed in the same kserve histograms
@@ -190,13 +188,10 @@ class HousingModel(Model):  # type: ignore[misc]
 
     async def preprocess(
         self,
-        payload: Decoded | InferRequest | dict[str, Any],
+        payload: Decoded,
         headers: dict[str, str] | None = None,
     ) -> PreparedBatch:
-        """The rows' canonical form and cache keys. kserve's gRPC requests are decoded and
-        validated here first (REST requests arrive decoded)."""
-        if not isinstance(payload, Decoded):
-            payload = self._decode_kserve(payload)
+        """The rows' canonical form and cache keys (the routes decode and validate them)."""
         if payload.explain:
             self._explaining().check()  # 501 for a model that cannot explain, before any work
         if self._drift is not None:
@@ -205,16 +200,6 @@ class HousingModel(Model):  # type: ignore[misc]
         prefix = cache_key(self.key_prefix, self.version, "")
         keys = [prefix + digest for digest in row_digests(canonical)]
         return PreparedBatch(payload, canonical, keys)
-
-    def _decode_kserve(self, payload: Any) -> Decoded:
-        """A request kserve's own routes hand over: gRPC's `InferRequest`, or a V1 body."""
-        try:
-            if isinstance(payload, InferRequest):
-                rows, spec = v2.grpc_rows(payload, self.max_batch_size)
-                return Decoded(Route.GRPC, rows, spec, explain=spec.explains)
-            return Decoded(Route.V1, v1.rows(payload, self.max_batch_size))
-        except InvalidRows as e:
-            raise InvalidInput(str(e)) from e
 
     # -- predict --------------------------------------------------------------------------
 

@@ -7,8 +7,7 @@ A request's rows come as either
 in FP32, FP64 or any integer datatype (INT8 to INT64, UINT8 to UINT64: what NumPy integer arrays
 encode to). Over REST the data is JSON (flat or nested) or raw bytes (the binary tensor
 extension, predictor.protocol.binary); over gRPC, predictor.protocol.v2_grpc reads the
-message (and `grpc_rows` below kserve's `InferRequest`, should kserve's servicer hand one
-over). Either way one check turns them into a validated float64 matrix, so a row means
+message. Either way one check turns them into a validated float64 matrix, so a row means
 the same thing (same key, same prediction) whatever route and encoding carried it.
 
 The model has two outputs: `predict` (FP64, shape `[N]`), the one answered unless
@@ -22,13 +21,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import orjson
-from kserve.protocol.infer_type import InferRequest
 
 from predictor.protocol.binary import (
     BadBinaryBody,
@@ -291,66 +289,6 @@ def _binary_asked(output: dict[str, Any], default: bool) -> bool:
 
 
 # -- gRPC requests as kserve decodes them ------------------------------------------------
-
-
-def grpc_rows(request: InferRequest, max_rows: int) -> tuple[np.ndarray, AnswerSpec]:
-    """The validated rows of a gRPC ModelInfer request, and how to answer it: in raw
-    bytes when the inputs came raw."""
-    seen: set[str] = set()
-    requested = request.request_outputs or ()
-    for output in requested:
-        problem = output_problem(output.name, seen)
-        if problem:
-            raise request_error(problem)
-    check_rows(request.inputs, max_rows)
-    tensors = []
-    for tensor in request.inputs:
-        if tensor.datatype not in DATATYPES:
-            raise bad_datatype(tensor.datatype)
-        shape = list(tensor.shape)
-        try:
-            values = tensor.as_numpy().reshape(-1)
-        except (ValueError, TypeError, OverflowError) as e:
-            raise request_error(
-                f"input data does not match shape {shape} (an {tensor.datatype} tensor sends "
-                f"its values as {tensor.datatype.lower()}_contents over gRPC): {e}"
-            ) from e
-        if values.size != math.prod(shape):
-            raise request_error(f"input data does not match shape {shape}")
-        tensors.append(Tensor(tensor.name, shape, tensor.datatype, values))
-    binary = bool(request.use_binary_outputs)
-    outputs = tuple((output.name, binary) for output in requested) or ((OUTPUT_NAME, binary),)
-    return rows_of(tensors), AnswerSpec(request.id, binary, outputs)
-
-
-def contents_field(datatype: str) -> str:
-    """The `InferTensorContents` field that carries a tensor of `datatype`."""
-    kind, _, bits = datatype.partition("INT")
-    if bits in ("8", "16", "32"):  # INT8..INT32, UINT8..UINT32
-        return f"{kind.lower()}int_contents"
-    return f"{datatype.lower()}_contents"
-
-
-def grpc_contents_problem(inputs: Iterable[Any]) -> str | None:
-    """What is wrong with the typed contents of gRPC `InferInputTensor`s, or None.
-
-    A tensor sends its values in one `*_contents` field, the one its datatype names; one
-    with two set (say `fp64_contents` and `int64_contents`) is refused here, since a decoder
-    reads only the one its datatype names and would silently drop the other. Both the
-    kserve-decoded path and a decoder of the raw message call this before decoding.
-    """
-    for tensor in inputs:
-        fields = [field.name for field, _ in tensor.contents.ListFields()]
-        if len(fields) > 1:
-            return (
-                f"input '{tensor.name}' sets {' and '.join(fields)}: a tensor sends its "
-                f"values in one *_contents field (an {tensor.datatype} tensor in "
-                f"{contents_field(tensor.datatype)})"
-            )
-    return None
-
-
-# -- tensors → rows ---------------------------------------------------------------------
 
 
 def rows_of(tensors: list[Tensor]) -> np.ndarray:

@@ -27,6 +27,7 @@ import numpy as np
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from predictor.protocol.binary import BINARY_SIZE
+from predictor.protocol.schema import request_error
 from predictor.protocol.v2 import (
     DATATYPES,
     OUTPUT_NAME,
@@ -38,7 +39,6 @@ from predictor.protocol.v2 import (
     output_values,
     rows_of,
 )
-from predictor.protocol.schema import request_error
 
 # The `InferTensorContents` field each datatype's values travel in (the protocol's table).
 CONTENTS: Final[dict[str, str]] = {

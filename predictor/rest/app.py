@@ -21,9 +21,9 @@ from typing import Final
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from predictor.admission import Admission
-from predictor.model.housing.housing.housing import HousingModel
-from predictor.model.housing.housing.presence import ModelPresence
-from predictor.model.housing.housing.versions import UnservedVersion, unversioned_path
+from predictor.model.housing import HousingModel
+from predictor.model.presence import ModelPresence
+from predictor.model.versions import UnservedVersion, unversioned_path
 from predictor.rest.answers import error_answer, send_answer
 from predictor.rest.routes import health, legacy, v1, v2
 from predictor.rest.routes.inference import response_memo
@@ -39,10 +39,14 @@ def served_extensions(model_repository: bool) -> list[str]:
 
 
 def create_app(
-    settings: Settings, model: HousingModel, kserve: ASGIApp, presence: ModelPresence
+    settings: Settings,
+    model: HousingModel,
+    kserve: ASGIApp,
+    presence: ModelPresence,
+    admission: Admission,
 ) -> PredictorApp:
-    """The app uvicorn serves: the project's routes in front of kserve's app."""
-    admission = Admission(settings.max_inflight)
+    """The app uvicorn serves: the project's routes in front of kserve's app; `admission`:
+    the in-flight bound it shares with gRPC."""
     memo = response_memo(settings.response_cache_size, settings.cache_ttl_seconds)
     sizes = (settings.max_body_bytes, settings.offload_body_bytes)
     routes: dict[str, ASGIApp] = {

@@ -1,10 +1,8 @@
 """kserve's gRPC servicer, honouring the served model version.
 
 `versioned_servicer` subclasses `kserve.protocol.grpc.servicer.InferenceServicer` so that
-ModelReady, ModelMetadata and ModelInfer answer the served version like the unversioned
-request, and any other version NOT_FOUND naming both (predictor.model.versions). ModelInfer also refuses a tensor
-with two `*_contents` fields set (predictor.protocol.v2.grpc_contents_problem), which
-kserve's decoder would half read.
+ModelReady and ModelMetadata answer the served version like the unversioned
+request, and any other version NOT_FOUND naming both (predictor.model.versions).
 """
 
 from __future__ import annotations
@@ -13,16 +11,14 @@ import inspect
 from typing import Any
 
 from grpc_interceptor.exceptions import NotFound
-from kserve.errors import InvalidInput
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc.servicer import InferenceServicer
 from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.model.versions import unserved
-from predictor.protocol.v2 import grpc_contents_problem
 
-_PATCHED_METHODS = ("ModelReady", "ModelMetadata", "ModelInfer")
+_PATCHED_METHODS = ("ModelReady", "ModelMetadata")
 
 
 def check_upstream() -> None:
@@ -39,8 +35,8 @@ def check_upstream() -> None:
 def versioned_servicer(
     dataplane: DataPlane, repository: ModelRepositoryExtension, model_name: str, served: str
 ) -> InferenceServicer:
-    """kserve's servicer for `dataplane`, honouring versions in ModelReady, ModelMetadata
-    and ModelInfer."""
+    """kserve's servicer for `dataplane`, honouring versions in ModelReady and ModelMetadata
+    (ModelInfer is predictor.grpc.infer's)."""
 
     def check(name: str, asked: str) -> None:
         if asked and name == model_name and asked != served:
@@ -57,12 +53,5 @@ def versioned_servicer(
             if request.name == model_name:
                 response.versions[:] = [served]
             return response
-
-        async def ModelInfer(self, request: Any, context: Any) -> Any:
-            check(request.model_name, request.model_version)
-            problem = grpc_contents_problem(request.inputs)
-            if problem:
-                raise InvalidInput(problem)
-            return await super().ModelInfer(request, context)
 
     return VersionedServicer(dataplane, repository)
