@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from harness.paths import REPO as REPO
 from harness.paths import SAMPLE_PATH, TEST_DATA
-from predictor.schema import FEATURES
+from predictor.protocol.schema import FEATURES
 
 MODEL_NAME: Final = "housing"
 UNIQUE_FEATURE: Final = "Population"
