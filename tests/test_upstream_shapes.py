@@ -199,7 +199,8 @@ def test_uvicorn_awaits_flow_drain_before_writing_while_paused() -> None:
             waiting_at, unsent = len(sent), transport.get_write_buffer_size()
             await asyncio.sleep(0.05)
             assert len(sent) == waiting_at, "send returned while drain still waited"
-            assert transport.get_write_buffer_size() == unsent, "send wrote while drain waited"
+            # The kernel may take a little more meanwhile; a write would add a whole chunk.
+            assert transport.get_write_buffer_size() <= unsent, "send wrote while drain waited"
             received = await read_all(client, CHUNK * CHUNKS)
             assert received.endswith(b"x" * CHUNK) and len(sent) == CHUNKS, "answer incomplete"
             assert resumed and resumed[0] == drains[0][1], "send wrote before drain returned"
