@@ -7,7 +7,8 @@ request, and any other version NOT_FOUND naming both (predictor.model.versions).
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 from grpc_interceptor.exceptions import NotFound
@@ -18,18 +19,60 @@ from kserve.protocol.model_repository_extension import ModelRepositoryExtension
 
 from predictor.model.versions import unserved
 
-_PATCHED_METHODS = ("ModelReady", "ModelMetadata")
-
 
 def check_upstream() -> None:
-    """What this module relies on: `InferenceServicer(data_plane, model_repository_extension)`
-    and its async methods `(self, request, context)`."""
-    init = list(inspect.signature(InferenceServicer.__init__).parameters)
-    assert init[1:3] == ["data_plane", "model_repository_extension"], init
-    for name in _PATCHED_METHODS:
-        method = getattr(InferenceServicer, name)
-        assert inspect.iscoroutinefunction(method), name
-        assert list(inspect.signature(method).parameters) == ["self", "request", "context"], name
+    """What this module relies on, exercised on a real `DataPlane` serving a tiny model:
+    kserve's `InferenceServicer(data_plane, model_repository_extension)` answers ModelReady
+    and ModelMetadata from the data plane through the methods overridden here,
+    and its ModelMetadata lists no versions itself (so the patch is still needed)."""
+    asyncio.run(_check())
+
+
+async def _check() -> None:
+    from kserve import Model
+    from kserve.model_repository import ModelRepository
+
+    class Tiny(Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__("tiny")
+            self.ready = True
+
+    class Context:
+        """What kserve's servicer reads of a gRPC context: the request's metadata."""
+
+        def invocation_metadata(self) -> tuple[()]:
+            return ()
+
+    async def not_found(call: Awaitable[object]) -> bool:
+        try:
+            await call
+        except NotFound:
+            return True
+        return False
+
+    model = Tiny()
+    registry = ModelRepository()
+    registry.update(model)
+    dataplane = DataPlane(model_registry=registry)
+    repository = ModelRepositoryExtension(model_registry=registry)
+    own = await InferenceServicer(dataplane, repository).ModelMetadata(
+        pb.ModelMetadataRequest(name="tiny"), Context()
+    )
+    assert own.name == "tiny" and not own.versions, f"kserve's ModelMetadata: {own}"
+
+    servicer = versioned_servicer(dataplane, repository, "tiny", "7")
+    for version in ("", "7"):
+        ready = await servicer.ModelReady(pb.ModelReadyRequest(name="tiny", version=version), None)
+        assert ready.ready, f"ModelReady not answered from the data plane: {ready}"
+        metadata = await servicer.ModelMetadata(
+            pb.ModelMetadataRequest(name="tiny", version=version), None
+        )
+        assert list(metadata.versions) == ["7"], f"ModelMetadata: {metadata}"
+    for name, request in [
+        ("ModelReady", pb.ModelReadyRequest(name="tiny", version="8")),
+        ("ModelMetadata", pb.ModelMetadataRequest(name="tiny", version="8")),
+    ]:
+        assert await not_found(getattr(servicer, name)(request, Context())), name
 
 
 def versioned_servicer(

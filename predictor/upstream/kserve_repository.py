@@ -9,7 +9,8 @@ loads the model again from its directory (kserve's own does nothing for a custom
 
 from __future__ import annotations
 
-import inspect
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Final, Protocol
 
 from grpc_interceptor.exceptions import PermissionDenied
@@ -24,14 +25,102 @@ DISABLED_MESSAGE: Final = (
 
 
 def check_upstream() -> None:
-    """What this module relies on: the extension's `__init__(model_registry)` and its
-    async `load(model_name)` / `unload(model_name)`, which kserve's REST and gRPC call."""
-    init = inspect.signature(ModelRepositoryExtension.__init__)
-    assert "model_registry" in init.parameters, "ModelRepositoryExtension(model_registry=...)"
-    for name in ("load", "unload"):
-        method = getattr(ModelRepositoryExtension, name)
-        assert inspect.iscoroutinefunction(method), name
-        assert list(inspect.signature(method).parameters) == ["self", "model_name"], name
+    """What this module relies on, exercised on a real `ModelRepository` holding a tiny
+    model: kserve's REST endpoints and gRPC servicer call the extension's `load` and
+    `unload` (so the overrides here are what is served); its `index` and `unload` work on
+    the registry given to `__init__`; `registry.update` serves a model again; and kserve's
+    gRPC interceptor answers the refusal PERMISSION_DENIED and an unknown model NOT_FOUND.
+    (Not a failed load over gRPC: kserve's interceptor reads `ModelNotReady.reason`, which
+    kserve's `ModelNotReady` lacks; REST answers it through predictor.errors.)"""
+    asyncio.run(_check())
+
+
+async def _check() -> None:
+    import grpc
+    from kserve import Model
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
+    from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
+    from kserve.protocol.grpc.servicer import InferenceServicer
+    from kserve.protocol.rest.v2_endpoints import V2Endpoints
+
+    class Tiny(Model):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__("tiny")
+            self.ready = True
+            self.loads = 0
+            self.fail = False
+
+        def load(self) -> bool:
+            if self.fail:
+                raise OSError("no model here")
+            self.loads += 1
+            self.ready = True
+            return True
+
+    async def raised(call: Awaitable[object]) -> Exception | None:
+        try:
+            await call
+        except Exception as e:
+            return e
+        return None
+
+    model = Tiny()
+    registry = ModelRepository()
+    registry.update(model)
+    dataplane = DataPlane(model_registry=registry)
+    disabled = repository_extension(False, registry, model, (OSError,))
+    rest = V2Endpoints(dataplane, disabled)
+    servicer = InferenceServicer(dataplane, disabled)
+    load = pb.RepositoryModelLoadRequest(model_name="tiny")
+    unload = pb.RepositoryModelUnloadRequest(model_name="tiny")
+    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("REST load", lambda: rest.load("tiny")),
+        ("REST unload", lambda: rest.unload("tiny")),
+        ("gRPC load", lambda: servicer.RepositoryModelLoad(load, None)),
+        ("gRPC unload", lambda: servicer.RepositoryModelUnload(unload, None)),
+    ]
+    for via, refused in calls:
+        error = await raised(refused())
+        assert isinstance(error, RepositoryDisabled), (
+            f"kserve's {via} does not call the extension's: {error!r}"
+        )
+    assert registry.get_model("tiny") is model and model.loads == 0
+    index = await disabled.index()
+    assert index == [{"name": "tiny", "state": "Ready", "reason": ""}], f"kserve's index: {index}"
+
+    enabled = repository_extension(True, registry, model, (OSError,))
+    rest = V2Endpoints(dataplane, enabled)
+    assert await rest.unload("tiny") == {"name": "tiny", "unload": True}
+    assert registry.get_model("tiny") is None, "kserve's unload left the model registered"
+    assert await rest.load("tiny") == {"name": "tiny", "load": True}
+    assert model.loads == 1, "REST load did not reach ReloadingRepository.load"
+    assert await registry.is_model_ready("tiny"), "registry.update did not serve the model again"
+    assert (await dataplane.model_metadata("tiny"))["name"] == "tiny"
+    not_found = await raised(rest.load("other"))
+    assert isinstance(not_found, ModelNotFound), repr(not_found)
+    model.fail = True
+    not_ready = await raised(rest.load("tiny"))
+    assert isinstance(not_ready, ModelNotReady) and "no model here" in str(not_ready)
+
+    class Context:
+        """What the interceptor calls on a gRPC context: `abort(code, details)`."""
+
+        async def abort(self, code: grpc.StatusCode, details: str) -> None:
+            raise _Aborted(code)
+
+    interceptor = ExceptionToStatusInterceptor()
+    for error, code in [
+        (RepositoryDisabled(), grpc.StatusCode.PERMISSION_DENIED),
+        (not_found, grpc.StatusCode.NOT_FOUND),
+    ]:
+        aborted = await raised(interceptor.handle_exception(error, None, Context(), "m"))
+        assert isinstance(aborted, _Aborted) and aborted.code == code, (error, aborted)
+
+
+class _Aborted(Exception):
+    def __init__(self, code: object) -> None:
+        self.code = code
 
 
 class RepositoryDisabled(PermissionDenied):  # type: ignore[misc]

@@ -13,20 +13,31 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-from prometheus_client import Histogram, values
+from prometheus_client import CollectorRegistry, Histogram, values
 
 
 def check_upstream() -> None:
-    """What this module relies on: single-process values (`MutexValue`, whose state is
-    `_value`) and a histogram child's `_sum`, `_buckets` and `_upper_bounds`."""
+    """What this module relies on: in single-process mode (`MutexValue`), adding to a
+    child's `_sum` and `_buckets[i]._value` (bucket `i` the first bound at or above the
+    amount, in `_upper_bounds`) is what `observe` does, as a scrape reads it."""
     assert values.ValueClass is values.MutexValue, "prometheus_client in multiprocess mode"
-    child = Histogram("upstream_check_seconds", "check", registry=None, buckets=(1.0, 2.0))
-    assert child._upper_bounds == [1.0, 2.0, float("inf")]
-    assert len(child._buckets) == 3 and all(hasattr(b, "_value") for b in child._buckets)
-    observer = FastObserver(child)
-    observer.observe(1.5)
-    assert child._buckets[1].get() == 1.0 and child._sum.get() == 1.5
-    assert [bucket.get() for bucket in child._buckets] == [0.0, 1.0, 0.0]
+    amounts = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 1e9]
+    for labels in ((), ("route",)):  # a histogram without labels is its own child
+        scraped = [_scrape(labels, amounts, fast) for fast in (False, True)]
+        assert scraped[1] == scraped[0], f"observe() does otherwise: {scraped[0]} != {scraped[1]}"
+        buckets = [value for name, _, value in scraped[0] if name.endswith("_bucket")]
+        assert buckets == [3.0, 5.0, 7.0], buckets
+
+
+def _scrape(labels: tuple[str, ...], amounts: list[float], fast: bool) -> list[Any]:
+    registry = CollectorRegistry()
+    histogram = Histogram("check_seconds", "check", labels, registry=registry, buckets=(1.0, 2.0))
+    child = histogram.labels(*labels) if labels else histogram
+    observe = FastObserver(child).observe if fast else child.observe
+    for amount in amounts:
+        observe(amount)
+    samples = [s for metric in registry.collect() for s in metric.samples]
+    return [(s.name, s.labels, s.value) for s in samples if not s.name.endswith("_created")]
 
 
 class FastObserver:
