@@ -40,10 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from predictor.admission import Admission
     from predictor.grpc import bounds, tls
     from predictor.grpc.calls import Calls
-    from predictor.grpc.health import V2Health
+    from predictor.grpc.health import Health, V2Health
     from predictor.grpc.infer import ModelInferServicer
     from predictor.grpc.repository import RepositoryRpcs
-    from predictor.grpc.server import GrpcConfig, GrpcServices, build_grpc_server
+    from predictor.grpc.server import SERVICE, GrpcConfig, GrpcServices, build_grpc_server
     from predictor.model.housing import HousingModel
     from predictor.model.presence import ModelPresence
     from predictor.rest.app import create_app, served_extensions
@@ -122,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ssl_keyfile=settings.ssl_keyfile,
     )
     grpc = None
+    draining: Callable[[], None] = _nothing
     if settings.enable_grpc:
         grpc_config = GrpcConfig(
             port=settings.grpc_port,
@@ -138,11 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             kserve=versioned_servicer(dataplane, repository, model.name, model.version),
             model_infer=ModelInferServicer(model, registry),
             health=V2Health(presence, settings.unloaded_liveness_seconds),
+            health_v1=Health(presence, [SERVICE.full_name]),
             repository=RepositoryRpcs(repository),
-            presence=presence,
             calls=Calls(admission, settings.grpc_receive_timeout_seconds),
         )
         grpc = partial(build_grpc_server, grpc_config, services)
+        draining = services.health_v1.drain
     lifetime = _Lifetime(cache, model, registry, config)
     servers = Servers(
         OwnedSignalsServer(config),
@@ -150,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grace_seconds=GRACE_SECONDS,
         max_asyncio_workers=settings.max_asyncio_workers,
         starting=lifetime.starting,
+        draining=draining,
         stopped=lifetime.stopped,
     )
     # Until here a stop signal's default action ends the process at once (start-up has
@@ -157,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     record_early_signals()
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
         return runner.run(servers.serve())
+
+
+def _nothing() -> None:
+    pass
 
 
 def _http_port(port: int, certfile: str | None, keyfile: str | None) -> int:

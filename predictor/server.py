@@ -5,7 +5,8 @@ V2 protos); its `ModelServer` is not used. `Servers.serve`:
 
 - starts the cache tier (`starting`), binds the gRPC port (a taken one exits 1 before
   REST listens), then serves REST and gRPC side by side;
-- owns the signals. SIGTERM, SIGINT and SIGQUIT drain in one order: REST stops accepting
+- owns the signals. SIGTERM, SIGINT and SIGQUIT drain in one order: `draining` runs (gRPC
+  health turns NOT_SERVING and ends its Watch streams), REST stops accepting
   and finishes what it has (uvicorn's graceful shutdown, bounded by its grace period and
   by the connection bounds of predictor.upstream.uvicorn_protocol), then gRPC stops
   within `grace_seconds`, then `stopped` runs (the model unloaded, the cache closed). A
@@ -67,6 +68,7 @@ class Servers:
         grace_seconds: float,
         max_asyncio_workers: int | None,
         starting: Callable[[], Awaitable[None]],
+        draining: Callable[[], None],
         stopped: Callable[[], Awaitable[None]],
     ) -> None:
         self._rest = rest
@@ -74,6 +76,7 @@ class Servers:
         self._grace = grace_seconds
         self._max_asyncio_workers = max_asyncio_workers
         self._starting = starting
+        self._draining = draining
         self._stopped = stopped
         self._stop_requested: asyncio.Event | None = None
         self._grpc: aio.Server | None = None
@@ -106,6 +109,7 @@ class Servers:
             status = 1
             self._stop_requested.set()
         await stop_wait
+        self._draining()
         self._rest.should_exit = True
         await asyncio.wait([rest_task])  # drain HTTP first, the model still loaded
         if rest_task.exception() is not None:

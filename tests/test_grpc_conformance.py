@@ -4,6 +4,7 @@ ids in logs, reflection v1, tritonclient's repository calls, tensors with two co
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +117,27 @@ def test_health_agrees_with_rest_readiness_and_watch_streams_an_unload(
             assert rest_ready(repository_server) and health_check(target, "") == SERVING
         finally:
             watch.cancel()
+
+
+def test_a_watch_sees_the_drain_and_does_not_hold_the_stop(model_dir: Path) -> None:
+    """SIGTERM: an open Watch gets NOT_SERVING and its stream ends, so the process exits
+    long before gRPC's 30 s grace period (an endless Watch used to hold it that long)."""
+    server = spawn_server(["--model_dir", str(model_dir)])
+    try:
+        server.wait_ready()
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=SERVICE), timeout=60
+            )
+            assert next(watch).status == SERVING
+            server.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
+            with pytest.raises(StopIteration):
+                next(watch)
+        assert server.process.wait(20) == 0
+    finally:
+        server.stop(signal.SIGKILL)
+        server.log_path.unlink(missing_ok=True)
 
 
 # -- TLS -----------------------------------------------------------------------------------

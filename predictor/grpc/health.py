@@ -14,12 +14,14 @@ service is NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch), as the protocol says.
 
 Watch sends the current status at once, then each change, found by looking again every
 `watch_interval` seconds (the truth is a property of the model and its registry, which
-nothing announces; a probe's period is seconds).
+nothing announces; a probe's period is seconds). Once the server drains (`drain`), every
+service is NOT_SERVING and each Watch sends that and ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, Final, Protocol
 
@@ -73,12 +75,21 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self._presence = presence
         self._services = frozenset(("", *services))
         self._interval = watch_interval
+        self._draining = asyncio.Event()
+
+    def drain(self) -> None:
+        """The server is stopping: every service NOT_SERVING from now on, and each open
+        Watch sends that and ends (else it would hold the stop for the whole grace
+        period), as grpc's own health server's `enter_graceful_shutdown`."""
+        self._draining.set()
 
     def status(self, service: str) -> int:
         """`service`'s ServingStatus now."""
         if service not in self._services:
             return _UNKNOWN
-        return _SERVING if self._presence.gone_for() is None else _NOT_SERVING
+        if self._draining.is_set() or self._presence.gone_for() is not None:
+            return _NOT_SERVING
+        return _SERVING
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: aio.ServicerContext[Any, Any]
@@ -97,9 +108,12 @@ class Health(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
             if status != last:
                 yield health_pb2.HealthCheckResponse(status=status)
                 last = status
-            await asyncio.sleep(self._interval)
+            if self._draining.is_set():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._draining.wait(), self._interval)
 
 
-def add_health(server: aio.Server, presence: Presence, services: Iterable[str]) -> None:
-    """Serve `grpc.health.v1.Health` on `server` for `services` (and the server, `""`)."""
-    health_pb2_grpc.add_HealthServicer_to_server(Health(presence, services), server)
+def add_health(server: aio.Server, health: Health) -> None:
+    """Serve `grpc.health.v1.Health` on `server`."""
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -33,7 +33,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 
 from predictor.grpc.calls import Calls
 from predictor.grpc.health import SERVICE_NAME as HEALTH_SERVICE
-from predictor.grpc.health import Presence, V2Health, add_health
+from predictor.grpc.health import Health, V2Health, add_health
 from predictor.grpc.reflection import add_reflection
 from predictor.grpc.repository import RepositoryRpcs, repository_request
 from predictor.grpc.tls import add_port
@@ -70,8 +70,9 @@ class GrpcServices:
     model_infer: Any
     """predictor.grpc.infer.ModelInferServicer."""
     health: V2Health
+    health_v1: Health
+    """`grpc.health.v1.Health`, for `SERVICE` (and the server, `""`)."""
     repository: RepositoryRpcs
-    presence: Presence
     calls: Calls
 
 
@@ -82,7 +83,7 @@ def build_grpc_server(config: GrpcConfig, services: GrpcServices) -> aio.Server:
         options=[*config.options, ("grpc.so_reuseport", 0)],
     )
     server.add_generic_rpc_handlers((method_handlers(services),))
-    add_health(server, services.presence, [SERVICE.full_name])
+    add_health(server, services.health_v1)
     if config.reflection:
         add_reflection(server, (SERVICE.full_name, HEALTH_SERVICE))
     _refuse_taken(config.port)
