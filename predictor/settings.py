@@ -349,8 +349,7 @@ class Settings(BaseSettings):
     grpc_keepalive_seconds: float = setting(
         10.0,
         "Idle seconds after which the server PINGs a gRPC connection; one whose peer does "
-        "not answer within --grpc_keepalive_timeout_seconds is closed (a client that never "
-        "reads frees its memory and streams so).",
+        "not answer within --grpc_keepalive_timeout_seconds is closed (a peer that is gone).",
         group="grpc_bounds",
         gt=0,
     )
@@ -369,7 +368,8 @@ class Settings(BaseSettings):
     grpc_max_connection_age_seconds: float = setting(
         1800.0,
         "Seconds a gRPC connection lives at most (then GOAWAY; clients reconnect, which "
-        "also spreads them over new replicas).",
+        "also spreads them over new replicas). With its grace, what closes a connection "
+        "whose client never reads its answers.",
         group="grpc_bounds",
         gt=0,
     )
@@ -401,8 +401,8 @@ class Settings(BaseSettings):
     )
     grpc_max_metadata_bytes: int = setting(
         16 * 1024,
-        "Largest header block of a gRPC call (HEADERS and CONTINUATION frames); larger is "
-        "refused and the stream reset.",
+        "Largest header block of a gRPC call (HEADERS and CONTINUATION frames); a larger "
+        "complete block is refused and the stream reset.",
         group="grpc_bounds",
         gt=0,
     )

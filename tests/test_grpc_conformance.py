@@ -4,6 +4,7 @@ ids in logs, reflection v1, tritonclient's repository calls, tensors with two co
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from harness.payloads import sample_rows
 from harness.server import REPO, ServerProcess, free_port, spawn_server, start_server
+from perf.loadgen import k6_executable
 from predictor.protocol.schema import FEATURES
 from tests.slow_model import write_slow_model
 
@@ -310,6 +312,45 @@ def test_reflection_v1_lists_the_services(repository_server: ServerProcess) -> N
     names = {s.name for s in answers[0].list_services_response.service}  # type: ignore[attr-defined]
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= names
     assert "grpc.reflection.v1alpha.ServerReflection" in names
+
+
+K6_REFLECTING_CLIENT = """
+import grpc from 'k6/net/grpc';
+import { Counter } from 'k6/metrics';
+const client = new grpc.Client();
+const answered = new Counter('answered');
+// A threshold on a metric with no data passes: count the answers, so that a failed
+// reflection (an exception before any answer) fails the run.
+export const options = { iterations: 2, thresholds: { answered: ['count==2'] } };
+export default function () {
+  if (__ITER === 0) client.connect(__ENV.TARGET, { plaintext: true, reflect: true });
+  const answer = client.invoke('inference.GRPCInferenceService/ModelInfer', JSON.parse(__ENV.BODY));
+  if (answer.status === grpc.StatusOK && answer.message.outputs.length === 1) answered.add(1);
+}
+"""
+
+
+def test_k6_describes_every_listed_service_and_calls_model_infer(
+    repository_server: ServerProcess, tmp_path: Path
+) -> None:
+    """k6 (grpc-go's reflection client) asks for the file of every service listed: one it
+    cannot describe (v1 reflection, before) made it give up on reflection altogether."""
+    script = tmp_path / "reflecting.js"
+    script.write_text(K6_REFLECTING_CLIENT)
+    row = list(sample_rows()[0].values())
+    body = {
+        "model_name": MODEL,
+        "inputs": [
+            {"name": "input-0", "datatype": "FP64", "shape": [1, 8],
+             "contents": {"fp64_contents": row}},
+        ],
+    }  # fmt: skip
+    env = {**os.environ, "TARGET": repository_server.grpc_target, "BODY": json.dumps(body)}
+    done = subprocess.run(
+        [k6_executable(), "run", "--quiet", "--no-color", str(script)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
 # -- tritonclient's repository calls ------------------------------------------------------
