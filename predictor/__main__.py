@@ -27,7 +27,7 @@ GRACE_SECONDS: Final = 30
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from predictor.settings import parse_settings
+    from predictor.settings_cli import parse_settings
 
     # Parsed before kserve is imported: `--help` and a bad flag answer at once.
     settings = parse_settings(argv)

@@ -15,19 +15,18 @@ this server's default differs on purpose (`--model_name housing`, `--enable_docs
 logging-file flags do nothing here and are not offered.
 
 `parse_settings` runs once, in `main()`; the components take the typed views
-(`CacheSettings`, `ConnectionLimits`, `Settings.server_kwargs`), which restate no default.
+(`CacheSettings`, `ConnectionLimits`), which restate no default. The flags and `--help`
+are predictor.settings_cli's.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic.config import JsonDict
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -41,7 +40,6 @@ from predictor.cache.urls import check_redis_url
 ENV_PREFIX: Final = "HOUSING_"
 # KServe's MODEL_INIT_MODE for a model directory that appears after start-up.
 ASYNC_MODE: Final = "async"
-REDIS_URL_SCHEMES: Final = ("redis", "rediss")
 MIN_SIGNING_KEY_CHARS: Final = 16
 _MASK: Final = "***"
 # kserve's own defaults for the flags of its it does not let us change (checked against
@@ -505,31 +503,13 @@ class Settings(BaseSettings):
         )
 
     @property
-    def server_kwargs(self) -> dict[str, Any]:
-        """kserve ModelServer's keyword arguments."""
-        names = (
-            "http_port", "grpc_port", "workers", "max_threads", "max_asyncio_workers",
-            "enable_grpc", "enable_docs_url", "enable_latency_logging", "access_log_format",
-            "event_loop", "timeout_keep_alive", "ssl_certfile", "ssl_keyfile",
-        )  # fmt: skip
-        return {name: getattr(self, name) for name in names}
-
-    @property
-    def grpc_message_bounds(self) -> dict[str, int]:
-        """The gRPC server's message bounds, as kserve names them."""
-        return {
-            "grpc_max_send_message_length": self.grpc_max_send_message_length,
-            "grpc_max_receive_message_length": self.grpc_max_receive_message_length,
-        }
-
-    @property
     def model_wait(self) -> float:
         """How long to wait for the model directory: only when KServe says it comes later."""
         return self.model_wait_seconds if self.model_init_mode == ASYNC_MODE else 0.0
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            secret = name is not None and value is not None and _extra(name)["secret"]
+            secret = name is not None and value is not None and field_extra(name)["secret"]
             yield name, (_MASK if secret else value)
 
 
@@ -538,7 +518,7 @@ class KnownNames(PydanticBaseSettingsSource):
     `KSERVE_LOGLEVEL`, `MODEL_INIT_MODE`, the manifests' `REDIS_URL`, ...)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        for name in _extra(field_name)["env"]:
+        for name in field_extra(field_name)["env"]:
             value = os.environ.get(name)
             if value:
                 return value, name, False
@@ -587,105 +567,8 @@ class ConnectionLimits:
     max_unsent_bytes: int
 
 
-# -- flags ----------------------------------------------------------------------------------
-
-
-def _extra(name: str) -> dict[str, Any]:
+def field_extra(name: str) -> dict[str, Any]:
+    """A setting's own declarations beyond pydantic's: flag, variables, group, secret."""
     extra = Settings.model_fields[name].json_schema_extra
     assert isinstance(extra, dict)
     return extra
-
-
-def flag_of(name: str) -> str:
-    return str(_extra(name)["flag"] or f"--{name}")
-
-
-def env_names(name: str) -> list[str]:
-    return [f"{ENV_PREFIX}{name.upper()}", *_extra(name)["env"]]
-
-
-def shown_default(name: str) -> str:
-    value = Settings.model_fields[name].default
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
-
-
-def help_text(name: str) -> str:
-    info = Settings.model_fields[name]
-    default = "required" if info.is_required() else f"default: {shown_default(name)}"
-    return f"{info.description} [{default}; env: {', '.join(env_names(name))}]"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The flags, one per field (`cli=False` ones excepted), grouped, with their defaults
-    and environment variables. Absent flags stay out of the namespace (the environment or
-    the default decides), so even `--model_dir` is not required here: it may come from
-    the environment, and pydantic says when it comes from nowhere."""
-    parser = argparse.ArgumentParser(
-        prog="python -m predictor",
-        description="Serve the California housing model with KServe. Every flag can also "
-        f"be set by its environment variable ({ENV_PREFIX}<NAME>); a flag wins.",
-        usage="%(prog)s --model_dir DIR [flags]",
-        argument_default=argparse.SUPPRESS,
-        allow_abbrev=False,
-    )
-    groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
-    for name, info in Settings.model_fields.items():
-        extra = _extra(name)
-        if not extra["cli"]:
-            continue
-        spellings = [flag_of(name)]
-        if extra["flag"]:
-            spellings.append(f"--{name}")  # --event_loop as well as kserve's --event-loop
-        choices = _choices(info)
-        groups[extra["group"]].add_argument(
-            *spellings,
-            dest=name,
-            choices=choices,
-            type=str.upper if choices and all(c.isupper() for c in choices) else str,
-            metavar=None if choices else _metavar(info),
-            help=help_text(name).replace("%", "%%"),  # argparse formats help with %
-        )
-    return parser
-
-
-def _choices(info: FieldInfo) -> list[str] | None:
-    args = get_args(info.annotation)
-    if args and all(isinstance(arg, str) for arg in args):
-        return list(args)
-    return None
-
-
-def _metavar(info: FieldInfo) -> str:
-    annotation = info.annotation
-    if annotation is bool:
-        return "{true,false}"
-    for kind, name in ((int, "N"), (float, "X"), (Path, "DIR")):
-        if annotation is kind or kind in get_args(annotation):
-            return name
-    return "TEXT"
-
-
-def parse_settings(argv: Sequence[str] | None = None) -> Settings:
-    """Flags (`argv`, default `sys.argv[1:]`) over the environment over the defaults; a
-    bad value exits 2 naming the flag and its variables, never echoing a secret."""
-    parser = build_parser()
-    given = vars(parser.parse_args(argv))
-    try:
-        return Settings(**given)
-    except ValidationError as e:
-        parser.error("; ".join(_explain(error) for error in e.errors()))
-
-
-def _explain(error: Mapping[str, Any]) -> str:
-    name = str(error["loc"][0]) if error["loc"] else ""
-    if name not in Settings.model_fields:
-        return str(error["msg"])
-    where = " / ".join([flag_of(name)] * bool(_extra(name)["cli"]) + env_names(name))
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if _extra(name)["secret"]:
-        return f"{where}: {message}"
-    return f"{where}: {message}, got {error['input']!r}"

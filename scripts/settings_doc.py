@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from predictor.settings import GROUPS, Settings, env_names, flag_of, shown_default
+from predictor.settings import GROUPS, Settings
+from predictor.settings_cli import env_names, flag_of, shown_default
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
 BEGIN = "<!-- settings:begin (scripts/settings_doc.py writes this part) -->"

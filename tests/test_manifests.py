@@ -1216,7 +1216,8 @@ def test_every_rendering_passes_only_settings_the_server_has(
 ) -> None:
     """Each InferenceService's args are flags `python -m predictor` parses, and each
     HOUSING_* variable in its env names a setting (a typo would be ignored silently)."""
-    from predictor.settings import ENV_PREFIX, Settings, build_parser
+    from predictor.settings import ENV_PREFIX, Settings
+    from predictor.settings_cli import build_parser
 
     parser = build_parser()
     for source, docs in manifests.items():

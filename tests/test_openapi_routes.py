@@ -36,7 +36,7 @@ def server_route_table() -> set[tuple[str, str]]:
     from predictor.model.presence import ModelPresence
     from predictor.rest.app import create_app
     from predictor.rest.kserve_app import kserve_app
-    from predictor.settings import parse_settings
+    from predictor.settings_cli import parse_settings
 
     registry = ModelRepository()
     dataplane = DataPlane(registry)

@@ -24,14 +24,8 @@ from harness.payloads import sample_row, sample_rows
 from harness.scripts import load_script
 from harness.server import REPO, free_port, spawn_server, start_server
 from predictor.protocol.schema import FEATURES
-from predictor.settings import (
-    GROUPS,
-    KSERVE_HTTP_PORT,
-    Settings,
-    env_names,
-    flag_of,
-    parse_settings,
-)
+from predictor.settings import GROUPS, Settings
+from predictor.settings_cli import env_names, flag_of, parse_settings
 from tests.test_bad_input import grpc_infer
 
 PASSWORD = "s3cret-pw"
@@ -145,8 +139,7 @@ def test_cache_and_connection_views() -> None:
     assert parsed.cache.redis_breaker_failures == 4 and parsed.cache.redis_policy == "auto"
     assert parsed.cache.local_max_entries == 10
     assert parsed.limits.max_headers == 64 and parsed.limits.header_timeout_seconds == 2
-    kserve = parsed.server_kwargs
-    assert kserve["http_port"] == KSERVE_HTTP_PORT and kserve["workers"] == 1
+    assert parsed.http_port == 8080 and parsed.workers == 1
 
 
 @pytest.mark.parametrize(
