@@ -14,8 +14,9 @@ V2 protos); its `ModelServer` is not used. `Servers.serve`:
   SIGHUP is logged and ignored: there is nothing to reload, and a hang-up of the terminal
   that started the server is no reason to stop serving;
 - contains failures. A gRPC server that ends by itself (grpc's server loop raising, say)
-  is logged as one ERROR, counted (`housing_server_restarts_total`) and built again on
-  its port after a short back-off, while REST serves on: a restart takes under a second,
+  is logged (one ERROR line of ours), counted (`housing_server_restarts_total`), built again on
+  its port after a short back-off (longer after each failure, short again once a server
+  has served a minute), while REST serves on: a restart takes under a second,
   and the probes, which are REST's, have nothing to act on. REST ending by itself ends
   the process with status 1: it carries the probes, so the platform must replace the pod.
 """
@@ -39,8 +40,10 @@ from predictor.metrics import SERVER_RESTARTS
 logger: Final = logging.getLogger("kserve.predictor.server")
 
 STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
-# Back-off between two builds of a failed gRPC server: from the first to the last.
+# Back-off between two builds of a failed gRPC server: from the first to the last; it
+# starts again from the first once a server has served this long.
 GRPC_RESTART_SECONDS: Final = (0.1, 0.5, 2.0)
+GRPC_HEALTHY_SECONDS: Final = 60.0
 
 _early_signals: list[int] = []
 
@@ -134,9 +137,11 @@ class Servers:
         """Serve gRPC; build and start it again whenever it ends without being asked to."""
         assert self._stop_requested is not None and self._build_grpc is not None
         failures = 0
+        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(RuntimeError):  # the port was taken since the build
                 await server.start()
+            started = loop.time()
             failure: BaseException | None = None
             try:
                 await server.wait_for_termination()
@@ -145,6 +150,8 @@ class Servers:
             if self._stop_requested.is_set():
                 return
             SERVER_RESTARTS.labels("grpc").inc()
+            if loop.time() - started >= GRPC_HEALTHY_SECONDS:
+                failures = 0
             pause = GRPC_RESTART_SECONDS[min(failures, len(GRPC_RESTART_SECONDS) - 1)]
             failures += 1
             logger.error(
