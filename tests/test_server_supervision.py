@@ -111,29 +111,29 @@ def test_a_failing_grpc_server_is_built_again_while_rest_serves() -> None:
     assert events == ["starting", "draining", "stopped"]
 
 
-def test_the_back_off_grows_between_failures(monkeypatch: pytest.MonkeyPatch) -> None:
-    pauses: list[float] = []
+@pytest.fixture
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The back-off pauses `Servers` waits, in order (it waits on the stop event with them)."""
+    seen: list[float] = []
     wait_for = asyncio.wait_for
 
     async def timed(awaitable: Any, timeout: float | None) -> Any:
-        pauses.append(timeout or 0.0)
+        seen.append(timeout or 0.0)
         return await wait_for(awaitable, timeout)
 
     monkeypatch.setattr(server_module.asyncio, "wait_for", timed)
+    return seen
+
+
+def test_the_back_off_grows_between_failures(pauses: list[float]) -> None:
     run(Rest(), failures=4, stop_after=0.6)
     assert pauses[:4] == [0.01, 0.02, 0.04, 0.04]
 
 
-def test_the_back_off_starts_again_after_a_healthy_run(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_back_off_starts_again_after_a_healthy_run(
+    pauses: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(server_module, "GRPC_HEALTHY_SECONDS", 0.0)  # every run counts as long
-    pauses: list[float] = []
-    wait_for = asyncio.wait_for
-
-    async def timed(awaitable: Any, timeout: float | None) -> Any:
-        pauses.append(timeout or 0.0)
-        return await wait_for(awaitable, timeout)
-
-    monkeypatch.setattr(server_module.asyncio, "wait_for", timed)
     run(Rest(), failures=3, stop_after=0.5)
     assert pauses[:3] == [0.01, 0.01, 0.01]
 
