@@ -19,6 +19,7 @@ HOW_TO_GET: Final = {
     "https://kubernetes.io/docs/tasks/tools/; Debian's apt has no usable kubectl",
     "redis-server": "apt-get install redis-server (Debian), or brew install redis (macOS)",
     "h2load": "apt-get install nghttp2-client (Debian), or brew install nghttp2 (macOS)",
+    "java": "apt-get install openjdk-17-jdk-headless (Debian; .ci/run installs it)",
 }
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import GRPCInferenceServiceSt
 from kserve.protocol.infer_type import InferInput, InferRequest
 from tritonclient.utils import InferenceServerException
 
+from harness.paths import TEST_DATA
 from harness.server import REPO, ServerProcess
+from harness.system_tools import require_tool
 from predictor.protocol.schema import FEATURES
 
 MODEL = "housing"
@@ -264,6 +267,57 @@ def test_a_declared_other_type_gets_415_saying_what_to_send(
     status, body = curl(url, json.dumps(sample), "-H", "Content-Type: text/csv", "-d", "@-")
     assert status == 415
     assert "send application/json" in body["error"]
+
+
+def three_routes(
+    sample: list[dict[str, float]], matrix: np.ndarray
+) -> list[tuple[str, Any, Callable[[Any], list[float]]]]:
+    """Legacy, V1 and V2: the path, the body and where the answer has the predictions."""
+    tensor = {"name": "input-0", "shape": list(matrix.shape), "datatype": "FP64"}
+    v2 = {"inputs": [{**tensor, "data": matrix.ravel().tolist()}]}
+    return [
+        ("/predict", sample, lambda answer: answer["prediction"]),
+        (V1, {"instances": matrix.tolist()}, lambda answer: answer["predictions"]),
+        (V2, v2, lambda answer: answer["outputs"][0]["data"]),
+    ]
+
+
+def test_the_jdk_http_client_at_its_defaults_predicts_on_every_route(
+    server: ServerProcess,
+    sample: list[dict[str, float]],
+    matrix: np.ndarray,
+    expected: list[float],
+    tmp_path: Path,
+) -> None:
+    """Java's built-in HttpClient asks to upgrade every request to h2c, POSTs included: the
+    `Upgrade` is ignored (RFC 9110 lets a server) and the body served as the body."""
+    java = require_tool("java", "to run the JDK's HttpClient")
+    for path, body, predictions in three_routes(sample, matrix):
+        body_file = tmp_path / "body.json"
+        body_file.write_text(json.dumps(body))
+        done = subprocess.run(
+            [java, str(TEST_DATA / "JdkPost.java"), server.base_url + path, str(body_file)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        status, version, answer = done.stdout.split("\n", 2)
+        assert (status, version) == ("200", "HTTP_1_1"), done.stdout
+        assert predictions(json.loads(answer)) == expected, path
+
+
+def test_curl_asking_for_http2_on_plain_http_predicts_on_every_route(
+    server: ServerProcess,
+    sample: list[dict[str, float]],
+    matrix: np.ndarray,
+    expected: list[float],
+) -> None:
+    """`curl --http2` over http:// sends `Upgrade: h2c` with its POSTs."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    for path, body, predictions in three_routes(sample, matrix):
+        json_post = ("-H", "Content-Type: application/json", "--data-binary", "@-")
+        status, answer = curl(server.base_url + path, json.dumps(body), *json_post, "--http2")
+        assert status == 200, (path, answer)
+        assert predictions(answer) == expected, path
 
 
 def hey_statuses(url: str, body_file: Path, *args: str) -> dict[int, int]:

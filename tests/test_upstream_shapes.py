@@ -121,6 +121,7 @@ async def answer_ok(scope: Any, receive: Any, send: Any) -> None:
         "_should_upgrade",
         "handle_websocket_upgrade",
         "_unset_keepalive_if_required",
+        "on_body",
     ],
 )
 def test_uvicorn_protocol_has_the_methods_we_override_or_call(name: str) -> None:
@@ -279,6 +280,8 @@ class Fed(Traced):
     """The same, with `data_received` as BoundedHttpProtocol's: `_feed` in uvicorn's place."""
 
     _feed = BoundedHttpProtocol._feed
+    _take_body = BoundedHttpProtocol._take_body
+    _upgrade_body: int | None = None  # set by BoundedHttpProtocol.on_headers_complete only
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -355,6 +358,43 @@ def test_httptools_upgrade_error_carries_the_offset_of_what_follows() -> None:
         parser.feed_data(request + b"NEXT")
     assert raised.value.args[0] == len(request)
     assert callbacks.upgrade == [True], "should_upgrade() is not known in on_headers_complete"
+
+
+class _BodyCallbacks:
+    """What httptools calls back for an upgrade request with a body, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def on_headers_complete(self) -> None:
+        self.calls.append("headers")
+
+    def on_body(self, body: bytes) -> None:
+        self.calls.append("body")
+
+    def on_message_complete(self) -> None:
+        self.calls.append("complete")
+
+
+def test_httptools_completes_an_upgrade_at_its_headers_and_leaves_its_body_unread() -> None:
+    """What `_take_body` relies on: for a request with `Upgrade` and a `Content-Length` body
+    the parser completes the message at the end of the headers, never calls `on_body`, and
+    raises the upgrade with the offset where the body starts (so `_take_body` takes the
+    body from there, once, and the parser never reads it as the next request)."""
+    callbacks = _BodyCallbacks()
+    parser = httptools.HttpRequestParser(callbacks)
+    body = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
+    head = (
+        b"POST /a HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with pytest.raises(httptools.HttpParserUpgrade) as raised:
+        parser.feed_data(head + body)
+    assert raised.value.args[0] == len(head), "the upgrade's offset is not the body's start"
+    assert callbacks.calls == ["headers", "complete"], (
+        f"httptools reads an upgrade's body now ({callbacks.calls}): _take_body would take it "
+        "a second time"
+    )
 
 
 def test_httptools_turns_an_exception_in_a_callback_into_a_parser_error() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -15,6 +16,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from harness.server import ServerProcess, spawn_server, start_server
+from predictor.protocol.schema import FEATURES
 
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"
 # A line the text log format would start with, had a client forged one.
@@ -42,8 +44,9 @@ def responses(sock: socket.socket, wait: float = 3.0) -> bytes:
 def test_an_unsupported_upgrade_never_smuggles_its_body_as_a_request(
     text_logs: ServerProcess,
 ) -> None:
-    """The body of a POST with `Upgrade: foo` arrives in a later segment; it is a request
-    of its own, which the parser would take for the next one on the connection."""
+    """The body of a POST with `Upgrade: foo` arrives in a later segment and is a request of
+    its own, which the parser would take for the next one on the connection: it is read as
+    the POST's body (not JSON: 400 saying so), and nothing else is answered."""
     for protocol in (b"foo", b"h2c"):
         with socket.create_connection(("127.0.0.1", text_logs.http_port)) as sock:
             sock.sendall(
@@ -57,9 +60,44 @@ def test_an_unsupported_upgrade_never_smuggles_its_body_as_a_request(
             data = responses(sock)
         assert data.count(b"HTTP/1.1 ") == 1, data  # one request, one answer
         assert data.startswith(b"HTTP/1.1 400 "), data
-        assert b'{"error":"unsupported Upgrade on a request with a body"}' in data
+        assert b"JSON" in data and b"Upgrade" not in data.partition(b"\r\n\r\n")[2], data
     assert "smuggled" not in text_logs.log()
     assert "Unsupported upgrade request" not in text_logs.log()
+
+
+def test_an_upgrade_with_a_body_is_served_and_the_next_request_too(
+    text_logs: ServerProcess,
+) -> None:
+    """What Java's HttpClient and `curl --http2` send: the body split over segments, a
+    request pipelined right behind it; both answered 200, the first with its prediction."""
+    body = json.dumps([dict.fromkeys(FEATURES, 1.0) | {"Latitude": 37.0, "Longitude": -122.0}])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    after = b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", text_logs.http_port)) as sock:
+        sock.sendall(head + body[:10].encode())
+        time.sleep(0.2)
+        sock.sendall(body[10:].encode() + after)
+        data = responses(sock, 1.5)
+    assert data.count(b"HTTP/1.1 200 OK") == 2, data
+    assert b'"prediction":[' in data, data
+
+
+def test_an_upgrade_with_a_chunked_body_is_refused(text_logs: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", text_logs.http_port)) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            + b"%x\r\n" % len(SMUGGLED)
+            + SMUGGLED
+            + b"\r\n0\r\n\r\n"
+        )
+        data = responses(sock)
+    assert data.count(b"HTTP/1.1 ") == 1 and data.startswith(b"HTTP/1.1 400 "), data
+    assert b"unsupported Upgrade on a chunked request" in data
 
 
 def test_an_unsupported_upgrade_without_a_body_is_served_as_a_plain_request(

@@ -18,9 +18,13 @@ unsent answer stays in memory. This protocol is uvicorn's, with these bounds
   fields; else `431` and close, as soon as the bound is passed (the rest is never read);
 - a request the parser refuses gets `400` as JSON (uvicorn's own is text/plain);
 - a request asking to switch to a protocol this server does not speak (`Upgrade: h2c`,
-  `foo`, ...) is served as a plain request when it has no body; with a body it gets `400`
-  and close. The parser skips the body of any upgrade request and would parse it as the
-  next request: that is how a request is smuggled past whatever checked the first one.
+  `foo`, ...) is served as a plain request, the `Upgrade` ignored (RFC 9110 §7.8 lets a
+  server ignore it; Java's `HttpClient` and `curl --http2` ask for h2c on every request,
+  POSTs included). The parser completes an upgrade request at the end of its headers and
+  would parse its body as the next request, which is how a request is smuggled past
+  whatever checked the first one; so a `Content-Length` body is taken here, byte for byte,
+  as the request's body, and parsing resumes after it. An upgrade with a chunked body
+  gets `400` and close.
 
 Each refusal is counted in `housing_http_refused_total{reason}`; it never reaches the ASGI
 app, so it takes no in-flight slot. On the write side (counted in
@@ -160,6 +164,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._request_bytes = 0  # received while this request's headers were incomplete
         self._refusal: tuple[int, str, str] | None = None
+        # Body bytes of an ignored-upgrade request still to pass on (see `_take_body`).
+        self._upgrade_body: int | None = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -195,7 +201,11 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _feed(self, data: bytes) -> None:
         """uvicorn's `data_received`, except for an upgrade it does not handle: parsing
-        goes on after it (the request had no body, see `on_headers_complete`)."""
+        goes on after it, past the request's body (see `on_headers_complete`)."""
+        remaining = self._upgrade_body
+        if remaining is not None:
+            self._take_body(data, remaining)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -205,6 +215,21 @@ class BoundedHttpProtocol(HttpToolsProtocol):
                 self.handle_websocket_upgrade()
             elif not self.transport.is_closing():
                 self._feed(data[upgrade.args[0] :])
+
+    def _take_body(self, data: bytes, remaining: int) -> None:
+        """The next bytes of an ignored-upgrade request's `Content-Length` body (`remaining`
+        bytes of it to come), for the request; once it is whole, the request completes and
+        what follows is parsed."""
+        body, rest = data[:remaining], data[remaining:]
+        if body:
+            self.on_body(body)
+        if remaining > len(body):
+            self._upgrade_body = remaining - len(body)
+            return
+        self._upgrade_body = None
+        self.on_message_complete()
+        if rest and not self.transport.is_closing():
+            self._feed(rest)
 
     def shutdown(self) -> None:
         """uvicorn's, and answers still unsent at shutdown get the write bound too."""
@@ -272,13 +297,19 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers)
             if size > self._limits.max_header_bytes:
                 self._stop(431, "header_too_large", self._too_large())
-        if self.parser.should_upgrade() and not self._should_upgrade() and _has_body(headers):
-            self._stop(400, "unsupported_upgrade", "unsupported Upgrade on a request with a body")
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            if any(name == b"transfer-encoding" for name, _ in headers):
+                self._stop(400, "unsupported_upgrade", "unsupported Upgrade on a chunked request")
+            length = _content_length(headers)
+            if length:
+                self._upgrade_body = length  # the parser will not read it: `_take_body` will
         self._reading_headers = False
         self._deadline = self.loop.time() + self._limits.body_timeout_seconds
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        if self._upgrade_body is not None:
+            return  # the parser's, at the end of an upgrade's headers: the body follows
         self._deadline = None
         self._reading_headers = True
         self._request_bytes = 0
@@ -359,11 +390,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._refuse(408, "body_timeout", f"request body not received within {seconds:g} s")
 
 
-def _has_body(headers: list[tuple[bytes, bytes]]) -> bool:
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The request's `Content-Length` (0 without one; the parser refused a malformed one)."""
     for name, value in headers:
-        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0")):
-            return True
-    return False
+        if name == b"content-length":
+            return int(value)
+    return 0
 
 
 def _peer(client: tuple[str, int] | None) -> str:
