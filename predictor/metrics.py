@@ -90,7 +90,7 @@ HTTP_REFUSED: Final = Counter(
     "housing_http_refused",
     "Connections answered and closed by the HTTP layer before their request reached the app, "
     "by reason (header_timeout, body_timeout, header_too_large, too_many_headers, "
-    "bad_request, idle).",
+    "bad_request, host, http_version, unsupported_upgrade, idle).",
     ["reason"],
 )
 HTTP_DROPPED: Final = Counter(

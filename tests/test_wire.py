@@ -114,6 +114,36 @@ def test_an_unsupported_upgrade_without_a_body_is_served_as_a_plain_request(
     assert data.count(b"HTTP/1.1 200 OK") == 2, data
 
 
+def status_of(server: ServerProcess, request: bytes) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", server.http_port)) as sock:
+        sock.sendall(request)
+        data = responses(sock, 1.5)
+    status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+    return status, data
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status", "says"),
+    [
+        (b"GET /v2/health/live HTTP/1.1\r\n\r\n", 400, b"exactly one Host header"),
+        (b"GET /v2/health/live HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, b"exactly one"),
+        (b"GET /v2/health/live HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, b"exactly one"),
+        (b"GET /v2/health/live HTTP/2.0\r\nHost: a\r\n\r\n", 505, b"HTTP/2.0 is not served"),
+        (b"GET /v2/health/live HTTP/0.9\r\nHost: a\r\n\r\n", 505, b"HTTP/0.9 is not served"),
+        (b"GET /v2/health/live HTTP/1.0\r\n\r\n", 200, b'{"live":true}'),
+    ],
+    ids=["1.1-no-host", "1.1-two-hosts", "1.0-two-hosts", "2.0", "0.9", "1.0-no-host"],
+)
+def test_host_and_version_as_rfc_9112_says(
+    text_logs: ServerProcess, request_head: bytes, status: int, says: bytes
+) -> None:
+    """HTTP/1.1 needs exactly one Host (HTTP/1.0 may send none); other versions are 505,
+    where they were answered as HTTP/1.1."""
+    got, data = status_of(text_logs, request_head)
+    assert got == status, data
+    assert says in data, data
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

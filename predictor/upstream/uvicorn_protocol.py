@@ -16,7 +16,9 @@ unsent answer stays in memory. This protocol is uvicorn's, with these bounds
 - the body must arrive within `body_timeout_seconds` of the headers; else `408` and close;
 - the request line and headers may hold at most `max_header_bytes` and `max_headers`
   fields; else `431` and close, as soon as the bound is passed (the rest is never read);
-- a request the parser refuses gets `400` as JSON (uvicorn's own is text/plain);
+- a request the parser refuses gets `400` as JSON (uvicorn's own is text/plain); so does
+  an HTTP/1.1 request without a `Host` header, or any request with two (RFC 9112 §3.2),
+  and a request line of another HTTP version than 1.0 or 1.1 gets `505`;
 - a request asking to switch to a protocol this server does not speak (`Upgrade: h2c`,
   `foo`, ...) is served as a plain request, the `Upgrade` ignored (RFC 9110 §7.8 lets a
   server ignore it; Java's `HttpClient` and `curl --http2` ask for h2c on every request,
@@ -75,6 +77,10 @@ class _Refused(Exception):
 # (the kernel doubles it), more than a client in the cluster needs to be answered at
 # full speed, the rest waits in the transport, where the bounds see it.
 KERNEL_SEND_BUFFER_BYTES: Final = 128 * 1024
+
+# The HTTP versions served; httptools also reads 0.9 and 2.0 request lines, which would be
+# answered as HTTP/1.1 (RFC 9110 §6.2: 505 for a major version not served).
+_VERSIONS: Final = frozenset({"1.0", "1.1"})
 
 # How often the deadlines of all connections are checked: a bound fires up to this much
 # late. One periodic check costs less than a timer armed and cancelled per request.
@@ -297,6 +303,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in headers)
             if size > self._limits.max_header_bytes:
                 self._stop(431, "header_too_large", self._too_large())
+        version = self.parser.get_http_version()
+        if version not in _VERSIONS:
+            self._stop(505, "http_version", f"HTTP/{version} is not served here: use HTTP/1.1")
+        hosts = sum(name == b"host" for name, _ in headers)
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            self._stop(400, "host", f"an HTTP/{version} request needs exactly one Host header")
         if self.parser.should_upgrade() and not self._should_upgrade():
             if any(name == b"transfer-encoding" for name, _ in headers):
                 self._stop(400, "unsupported_upgrade", "unsupported Upgrade on a chunked request")
