@@ -289,26 +289,25 @@ def test_a_paused_redis_still_times_out_on_a_busy_loop(
     """Redis itself stalled (CLIENT PAUSE): the lookup is given up on, counted as a timeout,
     and the breaker opens, even when the loop was also stalled."""
 
-    async def scenario() -> tuple[list[float | None], float, BreakerState]:
+    async def scenario() -> tuple[list[float | None], BreakerState]:
         cache = redis_cache(redis_server.url, redis_breaker_failures=1)
         assert await cache.lookup(["t:a"]) == [None]  # connected
         redis_server.client().execute_command("CLIENT", "PAUSE", "2000", "ALL")
-        started = time.monotonic()
         pending = asyncio.ensure_future(cache.lookup(["t:a"]))
         for _ in range(5):
             await asyncio.sleep(0)
         time.sleep(2 * TIMEOUT)
         found = await pending
-        elapsed = time.monotonic() - started
         state = cache.breaker_state
         redis_server.client().execute_command("CLIENT", "UNPAUSE")
         await cache.close()
-        return found, elapsed, state
+        return found, state
 
     timeouts = sample("housing_redis_errors_total", operation="mget", kind="timeout")
-    found, elapsed, state = _run_on(loop_name, scenario)
+    found, state = _run_on(loop_name, scenario)
     assert found == [None] and state is BreakerState.OPEN
-    assert elapsed < 2.0  # well before the pause ends: given up on, not waited out
+    # Given up on at its deadline, not waited out: counted as a timeout (a lookup that
+    # waited for the 2 s pause to end would have been answered, and counted nothing).
     assert sample("housing_redis_errors_total", operation="mget", kind="timeout") == timeouts + 1
 
 
