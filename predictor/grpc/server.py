@@ -18,7 +18,6 @@ TLS when a certificate is given (predictor.grpc.tls); with grpc-core's connectio
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Sequence
 from concurrent import futures
@@ -37,8 +36,6 @@ from predictor.grpc.health import Health, V2Health, add_health
 from predictor.grpc.reflection import add_reflection
 from predictor.grpc.repository import RepositoryRpcs, repository_request
 from predictor.grpc.tls import add_port
-
-logger: Final = logging.getLogger("kserve.predictor.grpc")
 
 SERVICE: Final = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 MODEL_INFER: Final = "ModelInfer"

@@ -22,21 +22,14 @@ def check_upstream() -> None:
 
 
 async def _check() -> None:
-    from kserve import Model
     from kserve.errors import ModelNotFound
-    from kserve.model_repository import ModelRepository
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
-    class Tiny(Model):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__("tiny")
-            self.ready = True
+    from predictor.upstream.probes import TinyModel, served
 
-    registry = ModelRepository()
-    registry.update(Tiny())
-    dataplane = DataPlane(model_registry=registry)
+    _, dataplane = served(TinyModel())
     own_model = await dataplane.model_metadata("tiny")
     assert own_model["name"] == "tiny", f"kserve's model metadata changed: {own_model}"
     assert "versions" not in own_model, f"kserve lists model versions itself now: {own_model}"

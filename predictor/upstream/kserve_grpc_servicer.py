@@ -29,13 +29,7 @@ def check_upstream() -> None:
 
 
 async def _check() -> None:
-    from kserve import Model
-    from kserve.model_repository import ModelRepository
-
-    class Tiny(Model):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__("tiny")
-            self.ready = True
+    from predictor.upstream.probes import TinyModel, served
 
     class Context:
         """What kserve's servicer reads of a gRPC context: the request's metadata."""
@@ -50,10 +44,7 @@ async def _check() -> None:
             return True
         return False
 
-    model = Tiny()
-    registry = ModelRepository()
-    registry.update(model)
-    dataplane = DataPlane(model_registry=registry)
+    registry, dataplane = served(TinyModel())
     repository = ModelRepositoryExtension(model_registry=registry)
     own = await InferenceServicer(dataplane, repository).ModelMetadata(
         pb.ModelMetadataRequest(name="tiny"), Context()

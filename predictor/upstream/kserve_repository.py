@@ -37,17 +37,16 @@ def check_upstream() -> None:
 
 async def _check() -> None:
     import grpc
-    from kserve import Model
-    from kserve.protocol.dataplane import DataPlane
     from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
     from kserve.protocol.grpc.interceptors import ExceptionToStatusInterceptor
     from kserve.protocol.grpc.servicer import InferenceServicer
     from kserve.protocol.rest.v2_endpoints import V2Endpoints
 
-    class Tiny(Model):  # type: ignore[misc]
+    from predictor.upstream.probes import TinyModel, served
+
+    class Tiny(TinyModel):
         def __init__(self) -> None:
-            super().__init__("tiny")
-            self.ready = True
+            super().__init__()
             self.loads = 0
             self.fail = False
 
@@ -66,9 +65,7 @@ async def _check() -> None:
         return None
 
     model = Tiny()
-    registry = ModelRepository()
-    registry.update(model)
-    dataplane = DataPlane(model_registry=registry)
+    registry, dataplane = served(model)
     disabled = repository_extension(False, registry, model, (OSError,))
     rest = V2Endpoints(dataplane, disabled)
     servicer = InferenceServicer(dataplane, disabled)
