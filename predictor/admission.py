@@ -17,7 +17,8 @@ from predictor.upstream.prometheus_histogram import FastObserver
 
 
 class Admission:
-    """In-flight slots of the REST inference routes, and their latency histogram."""
+    """In-flight slots of the inference routes (REST's, and gRPC ModelInfer's), and the REST
+    routes' latency histogram."""
 
     def __init__(self, max_inflight: int) -> None:
         self.max_inflight = max_inflight
@@ -35,12 +36,13 @@ class Admission:
     def leave(self) -> None:
         self.inflight -= 1
 
+    def shed_message(self) -> str:
+        """Why a request finds no slot."""
+        return f"overloaded: {self.inflight} requests in flight; retry shortly"
+
     def shed(self) -> Answer:
-        return error_answer(
-            503,
-            f"overloaded: {self.inflight} requests in flight; retry shortly",
-            [(b"retry-after", b"1")],
-        )
+        """REST's answer for a request that finds no slot."""
+        return error_answer(503, self.shed_message(), [(b"retry-after", b"1")])
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Time one answered request; each (route, status) histogram child looked up once."""

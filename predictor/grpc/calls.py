@@ -145,8 +145,7 @@ class Calls:
         bind_request_id(context, request)
         admission = self._admission
         if admitted and not admission.enter():
-            shed = admission.shed().error or "overloaded"
-            raise _Refusal(grpc.StatusCode.UNAVAILABLE, shed)
+            raise _Refusal(grpc.StatusCode.UNAVAILABLE, admission.shed_message())
         try:
             return await _answered(handle, request, context)
         finally:
