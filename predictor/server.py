@@ -81,14 +81,13 @@ class Servers:
         self._starting = starting
         self._draining = draining
         self._stopped = stopped
-        self._stop_requested: asyncio.Event | None = None
+        self._stop_requested = asyncio.Event()
         self._grpc: aio.Server | None = None
 
     async def serve(self) -> int:
         """Serve until a stop signal (0) or until REST ends by itself (1)."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(self._max_asyncio_workers))
-        self._stop_requested = asyncio.Event()
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, logger.warning, "SIGHUP received: ignored")
@@ -102,7 +101,7 @@ class Servers:
         grpc_task = None
         if self._build_grpc is not None:
             self._grpc = self._build_grpc()
-            grpc_task = asyncio.create_task(self._supervise_grpc(self._grpc))
+            grpc_task = asyncio.create_task(self._supervise_grpc(self._grpc, self._build_grpc))
         rest_task = asyncio.create_task(self._rest.serve())
         stop_wait = asyncio.create_task(self._stop_requested.wait())
         await asyncio.wait((rest_task, stop_wait), return_when=asyncio.FIRST_COMPLETED)
@@ -124,7 +123,6 @@ class Servers:
         return status
 
     def _request_stop(self, sig: int) -> None:
-        assert self._stop_requested is not None
         if not self._stop_requested.is_set():
             logger.info("Signal %d received: draining", sig)
             self._stop_requested.set()
@@ -133,9 +131,8 @@ class Servers:
         if self._grpc is not None:
             await self._grpc.stop(grace=self._grace)
 
-    async def _supervise_grpc(self, server: aio.Server) -> None:
-        """Serve gRPC; build and start it again whenever it ends without being asked to."""
-        assert self._stop_requested is not None and self._build_grpc is not None
+    async def _supervise_grpc(self, server: aio.Server, build: Callable[[], aio.Server]) -> None:
+        """Serve gRPC; `build` and start it again whenever it ends without being asked to."""
         failures = 0
         loop = asyncio.get_running_loop()
         while True:
@@ -161,20 +158,21 @@ class Servers:
             )
             with contextlib.suppress(Exception):
                 await server.stop(grace=0)
-            rebuilt = await self._rebuild_grpc(pause)
+            rebuilt = await self._rebuild_grpc(build, pause)
             if rebuilt is None:
                 return
             server = self._grpc = rebuilt
 
-    async def _rebuild_grpc(self, pause: float) -> aio.Server | None:
+    async def _rebuild_grpc(
+        self, build: Callable[[], aio.Server], pause: float
+    ) -> aio.Server | None:
         """A new gRPC server on the same port, or None once a stop is requested."""
-        assert self._build_grpc is not None and self._stop_requested is not None
         while not self._stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_requested.wait(), pause)
                 return None
             try:
-                return self._build_grpc()
+                return build()
             except SystemExit:  # the port is still held (predictor.grpc.server.PortInUse)
                 logger.error("The gRPC port is still taken: trying again in %.1f s", pause)
         return None
