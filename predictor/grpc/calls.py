@@ -57,6 +57,10 @@ logger: Final = logging.getLogger("kserve.predictor.grpc")
 ROUTE: Final = "grpc"
 REQUEST_ID_KEYS: Final = ("x-request-id", "x-b3-traceid")
 INTERNAL_MESSAGE: Final = "Internal server error"
+# The client's deadline fires first and its stream reset arrives before the server's own
+# copy of the deadline (sent as `grpc-timeout`, counted from a transit later) has passed:
+# a cancel this close to the deadline is the deadline's, not the client's choice.
+DEADLINE_SLACK_SECONDS: Final = 0.1
 # kserve's exceptions and the status its gRPC interceptor gave each.
 _KSERVE_STATUS: Final[tuple[tuple[tuple[type[Exception], ...], grpc.StatusCode], ...]] = (
     ((InvalidInput, InferenceError, UnsupportedProtocol), grpc.StatusCode.INVALID_ARGUMENT),
@@ -208,9 +212,12 @@ def status_name(context: Any) -> str | None:
 
 
 def cancelled_status(context: Any) -> str:
-    """DEADLINE_EXCEEDED when the call's deadline has passed, else CANCELLED."""
+    """DEADLINE_EXCEEDED when the call's deadline has passed (or is within
+    `DEADLINE_SLACK_SECONDS`), else CANCELLED."""
     remaining = context.time_remaining()
-    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
+    if remaining is not None and remaining <= DEADLINE_SLACK_SECONDS:
+        return "DEADLINE_EXCEEDED"
+    return "CANCELLED"
 
 
 def bind_request_id(context: Any, request: Any) -> None:
